@@ -1,0 +1,7 @@
+// The whole public API of pools: #include <pools/pools.hpp>.
+#pragma once
+
+#include <pools/errors.hpp>
+#include <pools/pool_base.hpp>
+#include <pools/registry.hpp>
+#include <pools/task.hpp>

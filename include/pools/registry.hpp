@@ -1,0 +1,41 @@
+// Getting pools by name, the global pools, and closing every pool.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+#include <pools/pool_base.hpp>
+
+namespace pools {
+
+/// Returns the thread pool called `name`, creating it on first use with
+/// `num_threads` threads (default: the hardware threads). An empty name gives
+/// the global thread pool. Sizes are capped by the environment variable
+/// POOLS_MAX_THREADS. Throws pools::Error when a pool of another kind has that
+/// name, when the size is 0 or absurd (more than 4096), or when an existing
+/// pool is asked for with a different explicit size. Thread-safe.
+PoolBase& get_thread_pool(std::string_view name = {},
+                          std::optional<std::size_t> num_threads = {});
+
+/// Returns the serial pool called `name` (empty: the global one). A serial
+/// pool runs each task at once in the calling thread: for debugging and
+/// profiling. Throws pools::Error on a kind clash.
+PoolBase& get_serial_pool(std::string_view name = {});
+
+/// The global thread pool; the same as get_thread_pool().
+PoolBase& global_thread_pool();
+
+/// Blocks until every registered pool is idle. Pools stay usable. Does not throw.
+void wait_on_all_pools() noexcept;
+
+/// Waits for every pool, then shuts each down and unregisters it: a later
+/// get_*_pool call with the same name creates a new pool. Runs by itself at
+/// process exit (after queued work finished). Safe to call repeatedly.
+void close_pools() noexcept;
+
+/// Call first thing in main(). Harmless in programs that never use the cluster
+/// pool; reads the pools environment variables.
+void init(int& argc, char**& argv);
+
+}  // namespace pools
