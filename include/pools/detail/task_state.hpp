@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <new>
 #include <string>
 #include <tuple>
@@ -48,6 +50,8 @@ struct TaskOps {
   void (*discard)(TaskState*) noexcept;
   // Destroys the stored result or exception and frees the node.
   void (*destroy)(TaskState*) noexcept;
+  // The stored exception of a failed task.
+  const std::exception_ptr& (*error)(const TaskState*) noexcept;
 };
 
 /// Called once when a task reaches a final status (see add_continuation).
@@ -180,7 +184,10 @@ struct TaskNode final : ResultState<R> {
     self->~TaskNode();
     free_node(self, sizeof(TaskNode));
   }
-  static constexpr TaskOps ops{&run, &discard, &destroy};
+  static const std::exception_ptr& error_of(const TaskState* base) noexcept {
+    return static_cast<const TaskNode*>(base)->error;
+  }
+  static constexpr TaskOps table{&run, &discard, &destroy, &error_of};
 };
 
 template <class F, class... Args>
@@ -200,7 +207,7 @@ ResultState<call_result_t<F, Args...>>* make_task_node(std::string&& name, F&& f
     free_node(mem, sizeof(Node));
     throw;
   }
-  node->ops = &Node::ops;
+  node->ops = &Node::table;
   node->id = next_task_id();
   node->refs.store(2, std::memory_order_relaxed);
   if (!name.empty()) {

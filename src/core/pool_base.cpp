@@ -1,0 +1,112 @@
+// What every pool kind shares: running a queued task, refusing work after
+// shutdown, and keeping failures nobody waited for until they are reported.
+#include <pools/pool_base.hpp>
+
+#include <algorithm>
+
+#include <fmt/core.h>
+
+#include "core/diag.hpp"
+
+namespace pools {
+
+using detail::TaskState;
+using detail::TaskStatus;
+
+std::string_view to_string(PoolKind kind) noexcept {
+  switch (kind) {
+    case PoolKind::thread: return "thread";
+    case PoolKind::multiprocess: return "multiprocess";
+    case PoolKind::process: return "process";
+    case PoolKind::cluster: return "cluster";
+    case PoolKind::serial: return "serial";
+  }
+  return "unknown";
+}
+
+PoolBase::PoolBase(std::string name, PoolKind kind) : name_(std::move(name)), kind_(kind) {}
+
+PoolBase::~PoolBase() {
+  for (TaskState* s : failures_) detail::release(s);
+}
+
+void PoolBase::execute(TaskState* s) noexcept {
+  std::uint32_t v = s->status.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<TaskStatus>(v & detail::status_mask) != TaskStatus::pending) {
+      // cancel() won: the task never runs.
+      s->ops->discard(s);
+      detail::release(s);
+      return;
+    }
+    if (s->status.compare_exchange_weak(v, (v & detail::waiter_bit) | std::uint32_t(TaskStatus::running),
+                                        std::memory_order_acq_rel, std::memory_order_acquire))
+      break;
+  }
+  const bool ok = s->ops->run(s);
+  detail::complete(s, ok ? TaskStatus::succeeded : TaskStatus::failed);
+  if (!ok) note_failure(s);
+  detail::release(s);
+}
+
+void PoolBase::refuse(TaskState* s) {
+  s->ops->discard(s);
+  // Complete it as cancelled so that the handle the caller never receives
+  // (add_task throws) cannot be waited on by anyone; then drop our reference.
+  detail::complete(s, TaskStatus::cancelled);
+  const std::string task = detail::task_name(s);
+  detail::release(s);
+  throw Error(fmt::format("{} pool '{}' was shut down: cannot add task '{}'", to_string(kind_),
+                          name_, task));
+}
+
+void PoolBase::note_failure(TaskState* s) noexcept {
+  if (s->status.load(std::memory_order_acquire) & detail::observed_bit) return;
+  std::lock_guard lock(failures_mutex_);
+  ++failure_count_;
+  try {
+    failures_.push_back(s);
+  } catch (...) {
+    // Out of memory: report now rather than lose it.
+    detail::write_line(fmt::format("task '{}' in {} pool '{}' failed and nobody waited for it: {}",
+                                   detail::task_name(s), to_string(kind_), name_,
+                                   detail::describe_exception(s->ops->error(s))));
+    return;
+  }
+  detail::retain(s);
+}
+
+std::uint64_t PoolBase::failures_seen() const noexcept {
+  std::lock_guard lock(failures_mutex_);
+  return failure_count_;
+}
+
+void PoolBase::report_unobserved_failures(bool at_shutdown) noexcept {
+  std::vector<TaskState*> to_report, to_release;
+  {
+    std::lock_guard lock(failures_mutex_);
+    auto keep = std::partition(failures_.begin(), failures_.end(), [&](TaskState* s) {
+      const bool observed = s->status.load(std::memory_order_acquire) & detail::observed_bit;
+      // Only our reference left: no handle exists, so no wait() can come.
+      const bool orphaned = s->refs.load(std::memory_order_acquire) == 1;
+      return !(observed || orphaned || at_shutdown);
+    });
+    for (auto it = keep; it != failures_.end(); ++it) {
+      const bool observed = (*it)->status.load(std::memory_order_acquire) & detail::observed_bit;
+      (observed ? to_release : to_report).push_back(*it);
+    }
+    failures_.erase(keep, failures_.end());
+  }
+  for (TaskState* s : to_report) {
+    if (!(s->status.fetch_or(detail::reported_bit) & detail::reported_bit)) {
+      detail::write_line(fmt::format(
+          "task '{}' (id {}) in {} pool '{}' failed and nobody waited for it: {}",
+          detail::task_name(s), s->id, to_string(kind_), name_,
+          detail::describe_exception(s->ops->error(s))));
+    }
+    detail::release(s);
+  }
+  for (TaskState* s : to_release) detail::release(s);
+}
+
+}  // namespace pools

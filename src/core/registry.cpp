@@ -1,0 +1,185 @@
+// The pool registry: pools by name, the global pools, close_pools and the
+// automatic close at process exit.
+#include <pools/registry.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "core/diag.hpp"
+#include "serial/serial_pool.hpp"
+#include "thread/thread_pool.hpp"
+
+namespace pools {
+namespace {
+
+constexpr std::size_t max_pool_size = 4096;
+
+// Never destroyed: pools may be used from static destructors, and every
+// PoolBase& handed out stays valid for the life of the process.
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, PoolBase*, std::less<>> pools;
+  std::vector<std::unique_ptr<PoolBase>> all;  // owns every pool ever made
+  bool exit_hook_registered = false;
+  bool exiting = false;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
+void close_at_exit() noexcept {
+  Registry& r = registry();
+  {
+    std::lock_guard lock(r.mutex);
+    r.exiting = true;
+    r.exit_hook_registered = false;  // a pool made after this point registers again
+  }
+  detail::diag("process exit: closing all pools");
+  close_pools();
+}
+
+std::string global_name(PoolKind kind) { return fmt::format("(global {})", to_string(kind)); }
+
+// POOLS_MAX_THREADS, or 0 when unset.
+std::size_t max_threads_from_env() {
+  const char* v = std::getenv("POOLS_MAX_THREADS");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long n = std::strtoull(v, &end, 10);
+  if (errno || *end || n == 0 || v[0] == '-')
+    throw Error(fmt::format("POOLS_MAX_THREADS='{}' is not a positive whole number", v));
+  return static_cast<std::size_t>(n);
+}
+
+std::size_t default_size() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? hw : 1;
+}
+
+// The size a new pool gets: checked, then capped by POOLS_MAX_THREADS.
+std::size_t resolve_size(PoolKind kind, std::string_view name, std::optional<std::size_t> asked) {
+  if (asked) {
+    if (*asked == 0)
+      throw Error(fmt::format("{} pool '{}': size 0 is not allowed (at least 1)", to_string(kind),
+                              name));
+    if (*asked > max_pool_size)
+      throw Error(fmt::format("{} pool '{}': size {} is absurd (the limit is {})", to_string(kind),
+                              name, *asked, max_pool_size));
+  }
+  std::size_t n = asked.value_or(default_size());
+  if (std::size_t cap = max_threads_from_env(); cap && n > cap) n = cap;
+  return n;
+}
+
+using Factory = std::unique_ptr<PoolBase> (*)(std::string name, std::size_t size);
+
+PoolBase& get_pool(PoolKind kind, std::string_view name, std::optional<std::size_t> size,
+                   Factory make) {
+  Registry& r = registry();
+  std::string key = name.empty() ? global_name(kind) : std::string(name);
+  std::lock_guard lock(r.mutex);
+  if (auto it = r.pools.find(key); it != r.pools.end()) {
+    PoolBase& pool = *it->second;
+    if (pool.kind() != kind)
+      throw Error(fmt::format("pool '{}' is a {} pool, not a {} pool", key, to_string(pool.kind()),
+                              to_string(kind)));
+    if (size && resolve_size(kind, key, size) != pool.num_workers())
+      throw Error(fmt::format("{} pool '{}' exists with {} workers; asked for {}", to_string(kind),
+                              key, pool.num_workers(), *size));
+    return pool;
+  }
+  const std::size_t n = resolve_size(kind, key, size);
+  std::unique_ptr<PoolBase> made = make(key, n);
+  PoolBase* pool = made.get();
+  r.all.push_back(std::move(made));
+  r.pools.emplace(key, pool);
+  if (!r.exit_hook_registered) {
+    // Pools made during exit (from static destructors) register again; the C
+    // library runs handlers added while it runs the others.
+    r.exit_hook_registered = std::atexit(&close_at_exit) == 0;
+  }
+  detail::diag("created {} pool '{}' with {} workers{}", to_string(kind), key, pool->num_workers(),
+               r.exiting ? " (during process exit)" : "");
+  return *pool;
+}
+
+}  // namespace
+
+PoolBase& get_thread_pool(std::string_view name, std::optional<std::size_t> num_threads) {
+  return get_pool(PoolKind::thread, name, num_threads, [](std::string n, std::size_t size) {
+    return std::unique_ptr<PoolBase>(new detail::ThreadPool(std::move(n), size));
+  });
+}
+
+PoolBase& get_serial_pool(std::string_view name) {
+  return get_pool(PoolKind::serial, name, std::nullopt, [](std::string n, std::size_t) {
+    return std::unique_ptr<PoolBase>(new detail::SerialPool(std::move(n)));
+  });
+}
+
+PoolBase& global_thread_pool() { return get_thread_pool(); }
+
+namespace {
+std::vector<PoolBase*> registered_pools() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  std::vector<PoolBase*> out;
+  for (auto& [name, pool] : r.pools) out.push_back(pool);
+  return out;
+}
+}  // namespace
+
+void wait_on_all_pools() noexcept {
+  // Tasks of one pool may add work to another: repeat until a pass finds all idle.
+  for (;;) {
+    std::vector<PoolBase*> pools;
+    try {
+      pools = registered_pools();
+    } catch (...) {
+      return;
+    }
+    bool idle = true;
+    for (PoolBase* p : pools) {
+      if (p->num_active_tasks() != 0) idle = false;
+      p->wait_completion();
+    }
+    if (idle) return;
+  }
+}
+
+void close_pools() noexcept {
+  wait_on_all_pools();
+  std::vector<PoolBase*> pools;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    for (auto& [name, pool] : r.pools) pools.push_back(pool);
+    r.pools.clear();
+  }
+  for (PoolBase* p : pools) {
+    try {
+      p->shutdown();
+    } catch (const std::exception& e) {
+      detail::write_line(fmt::format("shutting down {} pool '{}' failed: {}", to_string(p->kind()),
+                                     p->name(), e.what()));
+    } catch (...) {
+    }
+  }
+}
+
+void init(int& argc, char**& argv) {
+  (void)argc;
+  (void)argv;
+  // Validate the environment early, where an error is easy to see.
+  max_threads_from_env();
+}
+
+}  // namespace pools

@@ -1,0 +1,70 @@
+// The serial pool: the task runs inside add_task, on the caller's thread.
+#include "serial/serial_pool.hpp"
+
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/diag.hpp"
+
+namespace pools::detail {
+namespace {
+
+// The serial tasks running on this thread's stack, innermost first, so that
+// wait_completion() inside a task does not wait for itself. A plain pointer
+// (trivially destructible) stays valid during exit, unlike a container.
+struct Frame {
+  const SerialPool* pool;
+  const Frame* outer;
+};
+thread_local const Frame* innermost = nullptr;
+
+std::size_t depth_in(const SerialPool* pool) noexcept {
+  std::size_t n = 0;
+  for (const Frame* f = innermost; f; f = f->outer) n += f->pool == pool;
+  return n;
+}
+
+}  // namespace
+
+SerialPool::SerialPool(std::string name) : PoolBase(std::move(name), PoolKind::serial) {}
+
+std::size_t SerialPool::num_active_tasks() const noexcept {
+  return running_.load(std::memory_order_acquire);
+}
+
+void SerialPool::submit(TaskState* s) {
+  running_.fetch_add(1, std::memory_order_seq_cst);
+  if (!accepting()) {
+    running_.fetch_sub(1, std::memory_order_seq_cst);
+    refuse(s);
+  }
+  const Frame frame{this, innermost};
+  innermost = &frame;
+  execute(s);
+  innermost = frame.outer;
+  completed_.fetch_add(1, std::memory_order_relaxed);
+  running_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void SerialPool::wait_completion() noexcept {
+  // Tasks finish inside add_task; other threads may still be inside one.
+  const std::size_t own = depth_in(this);
+  for (int i = 0; running_.load(std::memory_order_acquire) > own; ++i) {
+    if (i < 100)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  report_unobserved_failures(false);
+}
+
+void SerialPool::shutdown() {
+  if (!stop_accepting()) return;
+  wait_completion();
+  report_unobserved_failures(true);
+  diag("shut down serial pool '{}': {} tasks run, {} failed", name(),
+       completed_.load(std::memory_order_relaxed), failures_seen());
+}
+
+}  // namespace pools::detail

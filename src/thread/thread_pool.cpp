@@ -1,0 +1,307 @@
+// The thread pool: scheduling, parking, helping waits and shutdown.
+#include "thread/thread_pool.hpp"
+
+#include <chrono>
+#include <climits>
+#include <thread>
+#include <sched.h>
+
+#include <fmt/core.h>
+
+#include "core/diag.hpp"
+#include "core/futex.hpp"
+
+namespace pools::detail {
+
+// A worker's thread-local identity. It is the Helper of its thread, so a
+// wait() inside a task runs the pool's queued work instead of sleeping.
+struct ThreadPool::Context final : Helper {
+  ThreadPool* pool = nullptr;
+  Worker* worker = nullptr;
+  std::int64_t depth = 0;  // tasks of this pool running on this thread's stack
+
+  bool run_one() noexcept override {
+    TaskState* s = pool->find_work(worker);
+    if (!s) return false;
+    pool->run_task(worker, s);
+    return true;
+  }
+
+  bool help_until_final(TaskState* s, std::int64_t deadline_ns) noexcept override;
+};
+
+namespace {
+
+thread_local ThreadPool::Context* this_thread_context = nullptr;
+
+// Wakes the pool's sleepers when a task a helper waits for completes.
+struct WakeOnFinal {
+  Continuation link;
+  Notifier* notifier;
+  static void fire(void* arg, TaskState*) noexcept {
+    auto* self = static_cast<WakeOnFinal*>(arg);
+    self->notifier->notify_all();
+    delete self;
+  }
+};
+
+constexpr int spin_rounds = 64;
+
+}  // namespace
+
+bool ThreadPool::Context::help_until_final(TaskState* s, std::int64_t deadline_ns) noexcept {
+  bool watching = false;
+  int idle_spins = 0;
+  for (;;) {
+    if (is_final(s->load_status())) return true;
+    if (TaskState* t = pool->find_work(worker)) {
+      pool->run_task(worker, t);
+      idle_spins = 0;
+      continue;
+    }
+    if (deadline_ns >= 0 && now_ns() >= deadline_ns) return false;
+    if (idle_spins++ < spin_rounds) {
+      __builtin_ia32_pause();
+      continue;
+    }
+    if (!watching) {
+      // Sleep like an idle worker, but be woken when s completes too.
+      auto* w = new (std::nothrow) WakeOnFinal{{&WakeOnFinal::fire, nullptr, nullptr}, &pool->notifier_};
+      if (!w) return block_until_final(s, deadline_ns);
+      w->link.arg = w;
+      add_continuation(s, &w->link);
+      watching = true;
+      continue;
+    }
+    const std::uint32_t key = pool->notifier_.prepare_wait();
+    if (is_final(s->load_status())) {
+      pool->notifier_.cancel_wait();
+      return true;
+    }
+    if (TaskState* t = pool->find_work(worker)) {
+      pool->notifier_.cancel_wait();
+      pool->run_task(worker, t);
+      continue;
+    }
+    std::int64_t timeout = -1;
+    if (deadline_ns >= 0) timeout = std::max<std::int64_t>(0, deadline_ns - now_ns());
+    pool->notifier_.commit_wait(key, timeout);
+  }
+}
+
+ThreadPool::ThreadPool(std::string name, std::size_t num_threads)
+    : PoolBase(std::move(name), PoolKind::thread) {
+  workers_.reserve(num_threads);
+  for (std::size_t i = 0; i < num_threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->index = i;
+    workers_.push_back(std::move(w));
+  }
+  std::size_t started = 0;
+  try {
+    for (; started < num_threads; ++started) {
+      Worker* w = workers_[started].get();
+      w->thread = boost::thread([this, w] { worker_main(w); });
+    }
+  } catch (const std::exception& e) {
+    stop_.store(true);
+    notifier_.notify_all();
+    for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
+    throw Error(fmt::format("thread pool '{}': could not start thread {} of {}: {}", this->name(),
+                            started + 1, num_threads, e.what()));
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  // Pools are immortal (the registry never deletes them); this only runs if a
+  // pool is destroyed explicitly, e.g. in tests.
+  try {
+    shutdown();
+  } catch (...) {
+  }
+}
+
+std::size_t ThreadPool::num_active_tasks() const noexcept {
+  const std::int64_t n = active_.load(std::memory_order_acquire);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+bool ThreadPool::is_own_thread() const noexcept {
+  return this_thread_context && this_thread_context->pool == this;
+}
+
+void ThreadPool::submit(TaskState* s) {
+  // Count first, then check: shutdown() stops accepting, then waits for the
+  // count to drain, so a task counted here is either refused or run.
+  active_.fetch_add(1, std::memory_order_seq_cst);
+  if (!accepting()) {
+    finish_one();
+    refuse(s);
+  }
+  if (Context* ctx = this_thread_context; ctx && ctx->pool == this) {
+    ctx->worker->deque.push(s);
+  } else {
+    // Spread external submissions over the inboxes; a per-thread cursor
+    // keeps submitting threads from contending on one counter.
+    thread_local std::size_t cursor = 0;
+    Worker* w = workers_[cursor++ % workers_.size()].get();
+    TaskState* head = w->inbox.load(std::memory_order_relaxed);
+    do {
+      s->next = head;
+    } while (!w->inbox.compare_exchange_weak(head, s, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+  }
+  notifier_.notify_one();
+}
+
+TaskState* ThreadPool::take_inbox(Worker* self, Worker* victim) noexcept {
+  if (!victim->inbox.load(std::memory_order_relaxed)) return nullptr;
+  TaskState* list = victim->inbox.exchange(nullptr, std::memory_order_seq_cst);
+  if (!list) return nullptr;
+  // The stack is newest first. Pushing it in that order leaves the oldest at
+  // the bottom of our deque, so tasks from outside start roughly in order.
+  TaskState* oldest = list;
+  while (oldest->next) {
+    TaskState* next = oldest->next;
+    self->deque.push(oldest);
+    oldest = next;
+  }
+  return oldest;
+}
+
+TaskState* ThreadPool::find_work(Worker* self) noexcept {
+  if (TaskState* s = self->deque.pop()) return s;
+  if (TaskState* s = take_inbox(self, self)) return s;
+  const std::size_t n = workers_.size();
+  for (std::size_t k = 1; k < n; ++k) {
+    Worker* victim = workers_[(self->index + k) % n].get();
+    if (TaskState* s = victim->deque.steal()) return s;
+  }
+  for (std::size_t k = 1; k < n; ++k) {
+    Worker* victim = workers_[(self->index + k) % n].get();
+    if (TaskState* s = take_inbox(self, victim)) return s;
+  }
+  return nullptr;
+}
+
+void ThreadPool::run_task(Worker* w, TaskState* s) noexcept {
+  Context* ctx = this_thread_context;
+  ++ctx->depth;
+  execute(s);
+  --ctx->depth;
+  w->completed.store(w->completed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  finish_one();
+}
+
+void ThreadPool::finish_one() noexcept {
+  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      idle_waiters_.load(std::memory_order_seq_cst) != 0) {
+    idle_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(idle_epoch_, INT_MAX);
+  }
+}
+
+void ThreadPool::worker_main(Worker* w) noexcept {
+  Context ctx;
+  ctx.pool = this;
+  ctx.worker = w;
+  this_thread_context = &ctx;
+  current_helper() = &ctx;
+  {
+    // "pools:<name>/<n>", cut to the kernel's 15 characters.
+    std::string title = fmt::format("pools:{}", name()).substr(0, 11) + fmt::format("/{}", w->index);
+    pthread_setname_np(pthread_self(), title.substr(0, 15).c_str());
+  }
+  for (;;) {
+    if (TaskState* s = find_work(w)) {
+      run_task(w, s);
+      continue;
+    }
+    // Spin briefly (yielding: on a small machine the producer may need this
+    // core), then park.
+    TaskState* s = nullptr;
+    for (int i = 0; i < spin_rounds && !s; ++i) {
+      if (i % 8 == 7) sched_yield(); else __builtin_ia32_pause();
+      s = find_work(w);
+    }
+    if (s) {
+      run_task(w, s);
+      continue;
+    }
+    const std::uint32_t key = notifier_.prepare_wait();
+    if ((s = find_work(w))) {
+      notifier_.cancel_wait();
+      run_task(w, s);
+      continue;
+    }
+    if (stop_.load(std::memory_order_seq_cst)) {
+      notifier_.cancel_wait();
+      break;
+    }
+    notifier_.commit_wait(key);
+  }
+  current_helper() = nullptr;
+  this_thread_context = nullptr;
+}
+
+void ThreadPool::wait_idle_from_worker() noexcept {
+  // Called by a task of this pool: wait for everything but the tasks on this
+  // thread's own stack, running queued work meanwhile.
+  Context* ctx = this_thread_context;
+  while (active_.load(std::memory_order_acquire) > ctx->depth) {
+    if (ctx->run_one()) continue;
+    const std::uint32_t e = idle_epoch_.load(std::memory_order_acquire);
+    futex_wait(idle_epoch_, e, 100'000);
+  }
+}
+
+void ThreadPool::wait_completion() noexcept {
+  diag("wait_completion on thread pool '{}': {} active", name(), num_active_tasks());
+  if (is_own_thread()) {
+    wait_idle_from_worker();
+  } else {
+    while (active_.load(std::memory_order_seq_cst) != 0) {
+      idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
+      const std::uint32_t e = idle_epoch_.load(std::memory_order_seq_cst);
+      if (active_.load(std::memory_order_seq_cst) != 0) futex_wait(idle_epoch_, e);
+      idle_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+  report_unobserved_failures(false);
+}
+
+void ThreadPool::stop_workers() noexcept {
+  stop_.store(true, std::memory_order_seq_cst);
+  notifier_.notify_all();
+  const boost::thread::id self = boost::this_thread::get_id();
+  for (auto& w : workers_) {
+    if (w->thread.get_id() == self) {
+      // shutdown() from inside a task (exit() called in a task): this thread
+      // cannot join itself; it finishes its task and leaves the loop.
+      w->thread.detach();
+    } else if (w->thread.joinable()) {
+      w->thread.join();
+    }
+  }
+}
+
+void ThreadPool::shutdown() {
+  if (!stop_accepting()) {
+    // Another caller is shutting down: wait until it is done.
+    if (!is_own_thread())
+      while (!stopped_.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    return;
+  }
+  wait_completion();
+  stop_workers();
+  std::uint64_t completed = 0;
+  for (auto& w : workers_) completed += w->completed.load(std::memory_order_relaxed);
+  report_unobserved_failures(true);
+  diag("shut down thread pool '{}': {} threads, {} tasks run, {} failed", name(), workers_.size(),
+       completed, failures_seen());
+  stopped_.store(true, std::memory_order_release);
+}
+
+}  // namespace pools::detail

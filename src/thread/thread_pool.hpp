@@ -1,0 +1,68 @@
+// The thread pool: Boost.Thread workers with per-worker work-stealing deques,
+// per-worker lock-free inboxes for tasks from other threads, and helping waits.
+// docs/thread-pool.md explains the design.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/thread/thread.hpp>
+
+#include <pools/pool_base.hpp>
+
+#include "core/helping.hpp"
+#include "thread/notifier.hpp"
+#include "thread/work_stealing_deque.hpp"
+
+namespace pools::detail {
+
+class ThreadPool final : public PoolBase {
+public:
+  /// Starts num_threads workers. Throws pools::Error when a thread cannot start.
+  ThreadPool(std::string name, std::size_t num_threads);
+  ~ThreadPool() override;
+
+  std::size_t num_workers() const noexcept override { return workers_.size(); }
+  std::size_t num_active_tasks() const noexcept override;
+  void wait_completion() noexcept override;
+  void shutdown() override;
+
+  struct Context;  // the thread-local identity of a worker (also its Helper)
+
+protected:
+  void submit(TaskState* s) override;
+
+private:
+  struct alignas(64) Worker {
+    WorkStealingDeque<TaskState> deque;
+    // Tasks from threads outside the pool: a Treiber stack the owner (or an
+    // idle thief) takes whole with one exchange.
+    alignas(64) std::atomic<TaskState*> inbox{nullptr};
+    alignas(64) std::atomic<std::uint64_t> completed{0};  // written by the owner only
+    std::size_t index = 0;
+    boost::thread thread;
+  };
+
+  void worker_main(Worker* w) noexcept;
+  TaskState* find_work(Worker* self) noexcept;
+  TaskState* take_inbox(Worker* self, Worker* victim) noexcept;
+  void run_task(Worker* w, TaskState* s) noexcept;
+  void finish_one() noexcept;
+  bool is_own_thread() const noexcept;
+  void wait_idle_from_worker() noexcept;
+  void stop_workers() noexcept;
+
+  std::vector<std::unique_ptr<Worker>> workers_;
+  Notifier notifier_;
+  alignas(64) std::atomic<std::int64_t> active_{0};
+  alignas(64) std::atomic<std::uint32_t> idle_epoch_{0};
+  std::atomic<std::uint32_t> idle_waiters_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace pools::detail
