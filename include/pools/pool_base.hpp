@@ -59,6 +59,10 @@ public:
     return handle;
   }
 
+  /// How many of this pool's tasks are running on the calling thread's stack
+  /// (a task that waits inside another task). 0 outside the pool. Non-blocking.
+  virtual std::size_t tasks_on_calling_thread() const noexcept { return 0; }
+
   /// Blocks until every task added so far has finished (also those added while
   /// waiting, until the pool is idle). Does not throw; failures nobody waited
   /// for whose handles are gone are reported on stderr here. Called from a task

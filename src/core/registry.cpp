@@ -27,6 +27,9 @@ struct Registry {
   std::vector<std::unique_ptr<PoolBase>> all;  // owns every pool ever made
   bool exit_hook_registered = false;
   bool exiting = false;
+  // The global pool of each kind, readable without the lock: code that calls
+  // global_thread_pool() for every task pays one atomic load.
+  std::atomic<PoolBase*> globals[5] = {};
 };
 
 Registry& registry() {
@@ -84,6 +87,9 @@ using Factory = std::unique_ptr<PoolBase> (*)(std::string name, std::size_t size
 PoolBase& get_pool(PoolKind kind, std::string_view name, std::optional<std::size_t> size,
                    Factory make) {
   Registry& r = registry();
+  if (name.empty() && !size) {
+    if (PoolBase* g = r.globals[static_cast<int>(kind)].load(std::memory_order_acquire)) return *g;
+  }
   std::string key = name.empty() ? global_name(kind) : std::string(name);
   std::lock_guard lock(r.mutex);
   if (auto it = r.pools.find(key); it != r.pools.end()) {
@@ -101,6 +107,7 @@ PoolBase& get_pool(PoolKind kind, std::string_view name, std::optional<std::size
   PoolBase* pool = made.get();
   r.all.push_back(std::move(made));
   r.pools.emplace(key, pool);
+  if (name.empty()) r.globals[static_cast<int>(kind)].store(pool, std::memory_order_release);
   if (!r.exit_hook_registered) {
     // Pools made during exit (from static destructors) register again; the C
     // library runs handlers added while it runs the others.
@@ -148,7 +155,7 @@ void wait_on_all_pools() noexcept {
     }
     bool idle = true;
     for (PoolBase* p : pools) {
-      if (p->num_active_tasks() != 0) idle = false;
+      if (p->num_active_tasks() > p->tasks_on_calling_thread()) idle = false;
       p->wait_completion();
     }
     if (idle) return;
@@ -163,6 +170,7 @@ void close_pools() noexcept {
     std::lock_guard lock(r.mutex);
     for (auto& [name, pool] : r.pools) pools.push_back(pool);
     r.pools.clear();
+    for (auto& g : r.globals) g.store(nullptr, std::memory_order_release);
   }
   for (PoolBase* p : pools) {
     try {

@@ -33,6 +33,8 @@ std::size_t SerialPool::num_active_tasks() const noexcept {
   return running_.load(std::memory_order_acquire);
 }
 
+std::size_t SerialPool::tasks_on_calling_thread() const noexcept { return depth_in(this); }
+
 void SerialPool::submit(TaskState* s) {
   running_.fetch_add(1, std::memory_order_seq_cst);
   if (!accepting()) {

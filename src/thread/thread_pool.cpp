@@ -126,6 +126,10 @@ std::size_t ThreadPool::num_active_tasks() const noexcept {
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
+std::size_t ThreadPool::tasks_on_calling_thread() const noexcept {
+  return is_own_thread() ? static_cast<std::size_t>(this_thread_context->depth) : 0;
+}
+
 bool ThreadPool::is_own_thread() const noexcept {
   return this_thread_context && this_thread_context->pool == this;
 }

@@ -28,6 +28,7 @@ public:
 
   std::size_t num_workers() const noexcept override { return workers_.size(); }
   std::size_t num_active_tasks() const noexcept override;
+  std::size_t tasks_on_calling_thread() const noexcept override;
   void wait_completion() noexcept override;
   void shutdown() override;
 
