@@ -23,6 +23,11 @@ PoolBase& get_thread_pool(std::string_view name = {},
 /// profiling. Throws pools::Error on a kind clash.
 PoolBase& get_serial_pool(std::string_view name = {});
 
+/// Returns the registered pool called `name`, whatever its kind, without
+/// creating one. Throws pools::Error naming the pool, and the pools that do
+/// exist, when there is none. Thread-safe.
+PoolBase& find_pool(std::string_view name);
+
 /// The global thread pool; the same as get_thread_pool().
 PoolBase& global_thread_pool();
 

@@ -134,6 +134,16 @@ PoolBase& get_serial_pool(std::string_view name) {
 
 PoolBase& global_thread_pool() { return get_thread_pool(); }
 
+PoolBase& find_pool(std::string_view name) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  if (auto it = r.pools.find(name); it != r.pools.end()) return *it->second;
+  std::string known;
+  for (auto& [n, pool] : r.pools) known += fmt::format("{}'{}'", known.empty() ? "" : ", ", n);
+  throw Error(fmt::format("no pool is called '{}' (existing pools: {})", name,
+                          known.empty() ? "none" : known));
+}
+
 namespace {
 std::vector<PoolBase*> registered_pools() {
   Registry& r = registry();
