@@ -32,8 +32,11 @@ const std::string& task_name(const TaskState* s) noexcept {
 
 void complete(TaskState* s, TaskStatus final_status) noexcept {
   // The waiter bit is dropped: nobody needs to sleep on a final task.
+  // seq_cst: a helper that announced itself as a sleeper and then reads the
+  // status, and this store followed by the continuation's sleeper check,
+  // form a Dekker pair (see ThreadPool::Context::help_until_final).
   const std::uint32_t old = s->status.exchange(static_cast<std::uint32_t>(final_status),
-                                               std::memory_order_acq_rel);
+                                               std::memory_order_seq_cst);
   if (old & waiter_bit) futex_wake(s->status, INT32_MAX);
   Continuation* list = s->continuations.exchange(closed_list, std::memory_order_acq_rel);
   while (list) {

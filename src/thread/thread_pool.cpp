@@ -74,7 +74,7 @@ bool ThreadPool::Context::help_until_final(TaskState* s, std::int64_t deadline_n
       continue;
     }
     const std::uint32_t key = pool->notifier_.prepare_wait();
-    if (is_final(s->load_status())) {
+    if (is_final(s->load_status(std::memory_order_seq_cst))) {
       pool->notifier_.cancel_wait();
       return true;
     }
