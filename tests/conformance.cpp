@@ -149,7 +149,7 @@ TEST_CASE("conformance: the squares of 0..99 come back in order through wait_ret
   }
 }
 
-TEST_CASE("conformance: 99 files are created, read back and removed through the pool",
+TEST_CASE("conformance: 99 files are created and read back and removed through the pool",
           "[core][thread][serial]") {
   POOL_UNDER_TEST("files");
   TempDir dir("files-" + pool_case.tag);
@@ -269,7 +269,7 @@ TEST_CASE("conformance: tasks keep their names and get distinct ids", "[core][th
   REQUIRE(tasks[42].name() == "task #42");
 }
 
-TEST_CASE("conformance: shutdown finishes queued work, then add_task throws pools::Error",
+TEST_CASE("conformance: shutdown finishes queued work and then add_task throws pools::Error",
           "[core][thread][serial]") {
   POOL_UNDER_TEST("shutdown");
   TempDir dir("shutdown-" + pool_case.tag);

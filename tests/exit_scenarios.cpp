@@ -340,7 +340,7 @@ TEST_CASE("exit: a failure that a wait saw is not reported", "[exit][thread]") {
   REQUIRE_FALSE(contains(r.err, "seen-error"));
 }
 
-TEST_CASE("exit: POOLS_DIAG=1 logs pool lifecycle lines starting with \"pools:\"", "[exit][thread]") {
+TEST_CASE("exit: POOLS_DIAG=1 logs pool lifecycle lines starting with pools:", "[exit][thread]") {
   REQUIRE_HELPER_PATH();
   auto is_diag = [](const std::string& l) { return l.rfind("pools:", 0) == 0; };
   SECTION("on") {

@@ -171,7 +171,7 @@ TEST_CASE("registry: shutdown unregisters; the name then gives a new pool", "[re
   REQUIRE(serial.kind() == pools::PoolKind::serial);
 }
 
-TEST_CASE("registry: wait_on_all_pools waits for the work of every pool, which stay usable",
+TEST_CASE("registry: wait_on_all_pools waits for the work of every pool and they stay usable",
           "[registry][thread][serial]") {
   auto& a = pools::get_thread_pool("reg.wait-all.a", 2);
   auto& b = pools::get_thread_pool("reg.wait-all.b", 1);
@@ -202,7 +202,7 @@ TEST_CASE("registry: wait_on_all_pools waits for the work of every pool, which s
   pools::wait_on_all_pools();  // idle pools: returns at once
 }
 
-TEST_CASE("registry: close_pools finishes the work, closes every pool; names give new pools",
+TEST_CASE("registry: close_pools finishes the work and closes every pool and names then give new pools",
           "[registry][thread][serial]") {
   auto& named = pools::get_thread_pool("reg.close", 2);
   auto& global = pools::global_thread_pool();

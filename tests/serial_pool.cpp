@@ -58,7 +58,7 @@ TEST_CASE("serial pool: handles are the same Task<T> type as the thread pool's",
   REQUIRE(a.wait_return() + b.wait_return() == 2);
 }
 
-TEST_CASE("serial pool: a task's exception is not thrown by add_task, but by wait, same type",
+TEST_CASE("serial pool: a task's exception is thrown by wait as the same type and not by add_task",
           "[serial]") {
   auto& pool = pools::get_serial_pool("serial.exceptions");
   pools::Task<int> t;

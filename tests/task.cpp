@@ -56,7 +56,7 @@ TEST_CASE("task: a void task's wait_return returns void", "[core][thread]") {
   REQUIRE_FALSE(t.failed());
 }
 
-TEST_CASE("task: a move-only result is moved out once, a second wait_return throws pools::Error",
+TEST_CASE("task: a move-only result is moved out once and a second wait_return throws pools::Error",
           "[core][thread]") {
   auto& pool = pools::get_thread_pool("task.move-only", 2);
   auto t = pool.add_task("unique", [] { return std::make_unique<int>(42); });
@@ -124,7 +124,7 @@ TEST_CASE("task: large results come back whole", "[core][thread]") {
   REQUIRE(vec.wait_return().size() == n);
 }
 
-TEST_CASE("task: wait_for times out while the task is held, then sees it finish",
+TEST_CASE("task: wait_for times out while the task is held and then sees it finish",
           "[core][thread]") {
   auto& pool = pools::get_thread_pool("task.wait-for", 2);
   Gate gate;
@@ -235,7 +235,7 @@ TEST_CASE("task: a cancelled task's waiters on other threads wake up", "[core][t
   busy.wait();
 }
 
-TEST_CASE("task: wait_all waits for every task, then rethrows the first failure in order",
+TEST_CASE("task: wait_all waits for every task and then rethrows the first failure in order",
           "[core][thread]") {
   auto& pool = pools::get_thread_pool("task.wait-all", 3);
   Gate gate;
@@ -257,6 +257,8 @@ TEST_CASE("task: wait_all waits for every task, then rethrows the first failure 
   for (auto& t : tasks) REQUIRE(t.iscompleted());
   opener.join();
   REQUIRE(tasks[9].wait_return() == 9);
+  // The later failure is kept too, for whoever waits on that task.
+  REQUIRE_THROWS_MATCHES(tasks[7].wait(), Boom, Catch::Matchers::Message("seven"));
 
   std::vector<pools::Task<int>> good;
   for (int i = 0; i < 20; ++i) good.push_back(pool.add_task("", [i] { return i; }));
@@ -303,6 +305,7 @@ TEST_CASE("task: wait_any returns the index of the task that finished", "[core][
   std::size_t i = pools::wait_any(mixed);
   REQUIRE(i == 0);
   REQUIRE(mixed[0].iscompleted());
+  REQUIRE_THROWS_AS(mixed[0].wait(), Boom);  // wait_any itself did not throw it
 }
 
 TEST_CASE("task: wait_any on an empty range throws pools::Error", "[core]") {

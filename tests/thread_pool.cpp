@@ -58,7 +58,7 @@ int fib_plain(int n) { return n < 2 ? n : fib_plain(n - 1) + fib_plain(n - 2); }
 
 }  // namespace
 
-TEST_CASE("thread pool: tasks run on pool threads, not the caller's", "[thread]") {
+TEST_CASE("thread pool: tasks run on pool threads and not on the caller's", "[thread]") {
   auto& pool = pools::get_thread_pool("tp.threads", 2);
   REQUIRE(pool.kind() == pools::PoolKind::thread);
   REQUIRE(pool.num_workers() == 2);
@@ -175,7 +175,7 @@ TEST_CASE("thread pool: a task fans out 100 children and waits for all of them",
   }
 }
 
-TEST_CASE("thread pool: 8 threads submitting 20,000 tasks each lose nothing", "[thread]") {
+TEST_CASE("thread pool: 8 threads submitting 20000 tasks each lose nothing", "[thread]") {
   auto& pool = pools::get_thread_pool("tp.submit", 2);
   constexpr int submitters = 8;
   constexpr int per_thread = 20000;
@@ -230,7 +230,7 @@ TEST_CASE("thread pool: submitting from inside tasks while others submit loses n
   REQUIRE(count.load() == 4 * 200 * 11);
 }
 
-TEST_CASE("thread pool: shutdown runs everything queued, then add_task throws pools::Error",
+TEST_CASE("thread pool: shutdown runs everything queued and then add_task throws pools::Error",
           "[thread]") {
   auto& pool = pools::get_thread_pool("tp.shutdown", 2);
   Gate gate;
@@ -343,7 +343,7 @@ TEST_CASE("thread pool: every worker runs a task at the same time", "[thread]") 
   }
 }
 
-TEST_CASE("thread pool: many pools work at once, each on its own threads", "[thread]") {
+TEST_CASE("thread pool: many pools work at once and each on its own threads", "[thread]") {
   constexpr int num_pools = 16;
   std::vector<pools::PoolBase*> list;
   for (int i = 0; i < num_pools; ++i)
