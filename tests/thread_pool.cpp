@@ -104,8 +104,10 @@ TEST_CASE("thread pool: wait rethrows the task's exception as the same type", "[
     REQUIRE_THROWS_MATCHES(t.wait(), pools::Cancelled, Catch::Matchers::Message("by hand"));
   }
   SECTION("a failing task does not take its worker down") {
-    for (int i = 0; i < 50; ++i) (void)pool.add_task("fails", [] { throw Oops{1}; });
+    std::vector<pools::Task<void>> failing;
+    for (int i = 0; i < 50; ++i) failing.push_back(pool.add_task("fails", [] { throw Oops{1}; }));
     pool.wait_completion();
+    for (auto& f : failing) REQUIRE_THROWS_AS(f.wait(), Oops);
     auto t = pool.add_task("after", [] { return 5; });
     REQUIRE(t.wait_return() == 5);
   }
@@ -406,4 +408,71 @@ TEST_CASE("thread pool: wait_completion waits for tasks added by running tasks",
   }
   pool.wait_completion();
   REQUIRE(leaves.load() == 400);
+}
+
+TEST_CASE("thread pool: two 1-thread pools whose tasks wait on each other do not deadlock",
+          "[thread]") {
+  // A (pool 1) waits for B (pool 2), which waits for C, queued on pool 1 behind
+  // A: only A's worker can run C, and only while it waits for B.
+  auto& p1 = pools::get_thread_pool("tp.ping", 1);
+  auto& p2 = pools::get_thread_pool("tp.pong", 1);
+  auto a = p1.add_task("A", [&p1, &p2] {
+    auto b = p2.add_task("B", [&p1] {
+      auto c = p1.add_task("C", [] { return 1; });
+      return c.wait_return() + 10;
+    });
+    return b.wait_return() + 100;
+  });
+  REQUIRE(a.wait_for(60s));
+  REQUIRE(a.wait_return() == 111);
+}
+
+TEST_CASE("thread pool: a timed wait inside a task times out and the worker keeps working",
+          "[thread]") {
+  auto& pool = pools::get_thread_pool("tp.timed-inner", 2);
+  Gate gate;
+  std::promise<void> started;
+  auto held = pool.add_task("held", [&started, w = gate.waiter()] {
+    started.set_value();
+    w.wait();
+    return 1;
+  });
+  started.get_future().wait();
+  auto waiter = pool.add_task("waiter", [held] {
+    const bool first = held.wait_for(50ms);  // held stays blocked: must time out
+    return first;
+  });
+  REQUIRE(waiter.wait_for(60s));
+  REQUIRE_FALSE(waiter.wait_return());
+  // The same worker still runs tasks.
+  REQUIRE(pool.add_task("after", [] { return 2; }).wait_return() == 2);
+  gate.open();
+  REQUIRE(held.wait_return() == 1);
+}
+
+TEST_CASE("thread pool: a task's exception crosses nested waits with its type", "[thread]") {
+  auto& pool = pools::get_thread_pool("tp.nested-exception", 1);
+  auto outer = pool.add_task("outer", [&pool] {
+    auto inner = pool.add_task("inner", []() -> int { throw Oops{7}; });
+    return inner.wait_return();  // rethrows Oops inside outer, so outer fails with it
+  });
+  try {
+    (void)outer.wait_return();
+    FAIL("no exception");
+  } catch (const Oops& o) {
+    REQUIRE(o.code == 7);
+  }
+}
+
+TEST_CASE("thread pool: wait_any and wait_all inside a task on a 1-thread pool", "[thread]") {
+  auto& pool = pools::get_thread_pool("tp.any-inner", 1);
+  auto outer = pool.add_task("outer", [&pool] {
+    std::vector<pools::Task<int>> children;
+    for (int i = 0; i < 5; ++i) children.push_back(pool.add_task("child", [i] { return i; }));
+    std::size_t first = pools::wait_any(children);  // only runnable by this thread's help
+    pools::wait_all(children);
+    return static_cast<int>(first < children.size());
+  });
+  REQUIRE(outer.wait_for(60s));
+  REQUIRE(outer.wait_return() == 1);
 }
