@@ -26,7 +26,7 @@ pools_install_missing() {
   fi
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q || return 1
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+    apt-get install -y -q "${missing[@]}" || return 1
 }
 
 # Run directly: install the packages named on the command line.
