@@ -15,6 +15,22 @@ struct Oops {
 };
 }  // namespace
 
+// First in this file on purpose: with the calling thread's node cache still
+// fresh, this exact sequence (one node freed right after the first chunk was
+// carved, then a long run of live handles, then one freed) walks the cache's
+// bookkeeping through a refill from the shared depot. Everything happens on one
+// thread, so it fails the same way on every run if that bookkeeping is off.
+TEST_CASE("serial pool: one handle dropped and then 1000 held and one dropped", "[serial][core]") {
+  auto& pool = pools::get_serial_pool("serial.memory");
+  { auto first = pool.add_task("", [] { return 1; }); }
+  std::vector<pools::Task<int>> held;
+  for (int i = 0; i < 1000; ++i) held.push_back(pool.add_task("", [i] { return i; }));
+  held.pop_back();
+  for (int i = 0; i < 999; ++i) REQUIRE(held[i].wait_return() == i);
+  held.clear();
+  REQUIRE(pool.add_task("", [] { return 5; }).wait_return() == 5);
+}
+
 TEST_CASE("serial pool: a task runs in the calling thread before add_task returns", "[serial]") {
   auto& pool = pools::get_serial_pool("serial.inline");
   REQUIRE(pool.kind() == pools::PoolKind::serial);
