@@ -445,3 +445,56 @@ TEST_CASE("task: bursts of live handles created and dropped on one thread stay i
     }
   }
 }
+
+namespace {
+struct Counter {
+  int base;
+  int add(int x) const { return base + x; }
+};
+struct CopyThrows {
+  CopyThrows() = default;
+  CopyThrows(const CopyThrows&) { throw std::runtime_error("copy refused"); }
+  CopyThrows(CopyThrows&&) noexcept = default;
+};
+}  // namespace
+
+TEST_CASE("task: callables and arguments may be move-only, member pointers work",
+          "[core][thread][serial]") {
+  auto& threads = pools::get_thread_pool("task.callables", 2);
+  auto& serial = pools::get_serial_pool("task.callables.serial");
+  for (pools::PoolBase* pool : {&threads, &serial}) {
+    INFO("pool " << pool->name());
+    auto a = pool->add_task("move-only arg", [](std::unique_ptr<int> p) { return *p + 1; },
+                            std::make_unique<int>(41));
+    REQUIRE(a.wait_return() == 42);
+    auto owned = std::make_unique<int>(9);
+    auto b = pool->add_task("move-only callable", [p = std::move(owned)] { return *p; });
+    REQUIRE(b.wait_return() == 9);
+    Counter c{100};
+    auto m = pool->add_task("member", &Counter::add, &c, 5);
+    REQUIRE(m.wait_return() == 105);
+    int calls = 0;
+    auto mut = pool->add_task("mutable", [n = 0, &calls]() mutable {
+      ++calls;
+      return ++n;
+    });
+    REQUIRE(mut.wait_return() == 1);
+    REQUIRE(calls == 1);
+  }
+}
+
+TEST_CASE("task: an argument whose copy throws makes add_task throw and queues nothing",
+          "[core][thread]") {
+  auto& pool = pools::get_thread_pool("task.copy-throws", 1);
+  CopyThrows arg;
+  std::atomic<bool> ran{false};
+  REQUIRE_THROWS_WITH(pool.add_task("never", [&ran](const CopyThrows&) { ran = true; }, arg),
+                      "copy refused");
+  pool.wait_completion();
+  REQUIRE(pool.num_active_tasks() == 0);
+  REQUIRE_FALSE(ran.load());
+  // Moving it in works, and the pool is unharmed.
+  auto t = pool.add_task("moved", [&ran](const CopyThrows&) { ran = true; }, std::move(arg));
+  t.wait();
+  REQUIRE(ran.load());
+}
