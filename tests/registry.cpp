@@ -202,6 +202,23 @@ TEST_CASE("registry: wait_on_all_pools waits for the work of every pool and they
   pools::wait_on_all_pools();  // idle pools: returns at once
 }
 
+TEST_CASE("registry: wait_on_all_pools called from a task waits for the rest and returns",
+          "[registry][thread]") {
+  auto& p = pools::get_thread_pool("reg.wait-all-inner", 1);
+  auto& other = pools::get_thread_pool("reg.wait-all-other", 1);
+  std::atomic<int> done{0};
+  auto t = p.add_task("waits for everything", [&] {
+    for (int i = 0; i < 20; ++i) {
+      (void)p.add_task("", [&done] { done.fetch_add(1); });  // only this thread can run these
+      (void)other.add_task("", [&done] { done.fetch_add(1); });
+    }
+    pools::wait_on_all_pools();  // must not wait for the calling task itself
+    return done.load();
+  });
+  REQUIRE(t.wait_for(60s));
+  REQUIRE(t.wait_return() == 40);
+}
+
 TEST_CASE("registry: close_pools finishes the work and closes every pool and names then give new pools",
           "[registry][thread][serial]") {
   auto& named = pools::get_thread_pool("reg.close", 2);
