@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "core/diag.hpp"
+#include "core/registry_internal.hpp"
 #include "serial/serial_pool.hpp"
 #include "thread/thread_pool.hpp"
 
@@ -133,6 +134,21 @@ PoolBase& get_serial_pool(std::string_view name) {
 }
 
 PoolBase& global_thread_pool() { return get_thread_pool(); }
+
+void detail::unregister_pool(const PoolBase* pool) noexcept {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (auto it = r.pools.begin(); it != r.pools.end(); ++it) {
+    if (it->second == pool) {
+      r.pools.erase(it);
+      break;
+    }
+  }
+  for (auto& g : r.globals) {
+    PoolBase* expected = const_cast<PoolBase*>(pool);
+    g.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
+  }
+}
 
 PoolBase& find_pool(std::string_view name) {
   Registry& r = registry();

@@ -151,10 +151,12 @@ void free_node(void* p, std::size_t size) noexcept {
     // Hand the older half to the depot, where the submitting thread finds it.
     FreeBlock* keep_last = b;
     for (std::uint32_t i = 1; i < batch_size; ++i) keep_last = keep_last->next;
+    // The list may be longer than 2 batches: a fresh chunk holds more.
     FreeBlock* spill = keep_last->next;
     keep_last->next = nullptr;
+    const std::uint32_t spilled = c.count[cls] - batch_size;
     c.count[cls] = batch_size;
-    give_to_depot(cls, spill, batch_size);
+    give_to_depot(cls, spill, spilled);
   }
   if (!c.registered) register_flusher();
 }

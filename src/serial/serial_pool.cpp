@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/diag.hpp"
+#include "core/registry_internal.hpp"
 
 namespace pools::detail {
 namespace {
@@ -63,6 +64,7 @@ void SerialPool::wait_completion() noexcept {
 
 void SerialPool::shutdown() {
   if (!stop_accepting()) return;
+  unregister_pool(this);
   wait_completion();
   report_unobserved_failures(true);
   diag("shut down serial pool '{}': {} tasks run, {} failed", name(),

@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "core/diag.hpp"
+#include "core/registry_internal.hpp"
 #include "core/futex.hpp"
 
 namespace pools::detail {
@@ -298,6 +299,7 @@ void ThreadPool::shutdown() {
       }
     return;
   }
+  unregister_pool(this);
   wait_completion();
   stop_workers();
   std::uint64_t completed = 0;
