@@ -1,6 +1,8 @@
 // The pool registry: names, kinds, sizes, the global pools, close_pools, wait_on_all_pools.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <pools/pools.hpp>
 
 #include <atomic>
@@ -16,21 +18,10 @@
 
 using namespace std::chrono_literals;
 
+using pools_test::Gate;
+
 namespace {
 
-class Gate {
-public:
-  std::shared_future<void> waiter() const { return opened_; }
-  void open() {
-    std::call_once(once_, [this] { promise_.set_value(); });
-  }
-  ~Gate() { open(); }
-
-private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-  std::once_flag once_;
-};
 
 bool max_threads_set() { return std::getenv("POOLS_MAX_THREADS") != nullptr; }
 

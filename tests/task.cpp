@@ -1,6 +1,8 @@
 // Task<T> handles: result kinds, timed waits, cancellation, wait_all/wait_any, copies.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <pools/pools.hpp>
 
 #include <array>
@@ -20,24 +22,10 @@
 
 using namespace std::chrono_literals;
 
+using pools_test::Gate;
+
 namespace {
 
-// A gate a task can be held at until the test opens it. Tasks hold a copy of
-// waiter(), which stays valid should the test end early; the destructor opens
-// the gate so that no pool thread is left stuck behind a failed REQUIRE.
-class Gate {
-public:
-  std::shared_future<void> waiter() const { return opened_; }
-  void open() {
-    std::call_once(once_, [this] { promise_.set_value(); });
-  }
-  ~Gate() { open(); }
-
-private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-  std::once_flag once_;
-};
 
 struct Boom : std::runtime_error {
   using std::runtime_error::runtime_error;

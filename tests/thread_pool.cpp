@@ -2,6 +2,8 @@
 // shutdown, use of every worker, many pools at once.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <pools/pools.hpp>
 
 #include <atomic>
@@ -18,6 +20,8 @@
 
 using namespace std::chrono_literals;
 
+using pools_test::Gate;
+
 namespace {
 
 struct Oops {  // not a std::exception, thrown by value
@@ -29,21 +33,6 @@ struct DerivedError : std::logic_error {
   int code;
 };
 
-// A gate a task can be held at; tasks hold copies of waiter(), and the
-// destructor opens it so a failed REQUIRE leaves no worker stuck.
-class Gate {
-public:
-  std::shared_future<void> waiter() const { return opened_; }
-  void open() {
-    std::call_once(once_, [this] { promise_.set_value(); });
-  }
-  ~Gate() { open(); }
-
-private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_ = promise_.get_future().share();
-  std::once_flag once_;
-};
 
 // fib with one task per call: every parent waits for its two children, so on a
 // pool of one thread this only finishes if waiting runs queued work.

@@ -1,0 +1,26 @@
+// Helpers shared by the test files.
+#pragma once
+
+#include <future>
+#include <mutex>
+
+namespace pools_test {
+
+// A gate a task can be held at until the test opens it. Tasks hold a copy of
+// waiter(), which stays valid should the test end early; the destructor opens
+// the gate so that no pool thread is left stuck behind a failed REQUIRE.
+class Gate {
+public:
+  std::shared_future<void> waiter() const { return opened_; }
+  void open() {
+    std::call_once(once_, [this] { promise_.set_value(); });
+  }
+  ~Gate() { open(); }
+
+private:
+  std::promise<void> promise_;
+  std::shared_future<void> opened_ = promise_.get_future().share();
+  std::once_flag once_;
+};
+
+}  // namespace pools_test
