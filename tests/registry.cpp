@@ -265,3 +265,21 @@ TEST_CASE("registry: close_pools waits for work that tasks add while it waits",
   // close_pools waits before it shuts down, so no root was refused its leaves.
   REQUIRE(leaves.load() == 500);
 }
+
+TEST_CASE("registry: find_pool returns a registered pool and names the unknown one",
+          "[registry][thread][serial]") {
+  auto& t = pools::get_thread_pool("reg.find.thread", 1);
+  auto& s = pools::get_serial_pool("reg.find.serial");
+  REQUIRE(&pools::find_pool("reg.find.thread") == &t);
+  REQUIRE(&pools::find_pool("reg.find.serial") == &s);
+  try {
+    (void)pools::find_pool("reg.find.nobody");
+    FAIL("find_pool of an unknown name did not throw");
+  } catch (const pools::Error& e) {
+    const std::string what = e.what();
+    REQUIRE(what.find("reg.find.nobody") != std::string::npos);
+    REQUIRE(what.find("reg.find.thread") != std::string::npos);  // says what does exist
+  }
+  t.shutdown();
+  REQUIRE_THROWS_AS(pools::find_pool("reg.find.thread"), pools::Error);
+}
