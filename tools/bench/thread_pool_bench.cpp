@@ -43,7 +43,7 @@ namespace {
 constexpr std::size_t num_threads = 2;
 
 struct Options {
-  int rounds = 5;
+  int rounds = 7;
   std::string only;          // empty: every workload
   std::int64_t tasks = 1'000'000;
   int fib_n = 25;
@@ -544,6 +544,14 @@ void print_table() {
   std::printf("fib: asio not run (its thread_pool deadlocks when a task waits on tasks queued behind it)\n");
 }
 
+// The 1, 5 and 15 minute load averages: a benchmark run on a busy machine says so.
+std::string load_average() {
+  std::ifstream la("/proc/loadavg");
+  std::string l1, l5, l15;
+  la >> l1 >> l5 >> l15;
+  return l1 + " " + l5 + " " + l15;
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: thread_pool_bench [--rounds N] [--only trivial|values|fib|memory] [--tasks N] [--fib N]"
@@ -598,12 +606,8 @@ int main(int argc, char** argv) {
     const ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
     self_exe = len > 0 ? std::string(buf, static_cast<std::size_t>(len)) : std::string(argv[0]);
     {
-      std::ifstream la("/proc/loadavg");
-      std::string l1, l5, l15;
-      la >> l1 >> l5 >> l15;
-      std::printf("thread_pool_bench: %zu threads per runtime, %d rounds, %u hardware threads, load average %s %s %s\n",
-                  num_threads, opt.rounds, std::thread::hardware_concurrency(), l1.c_str(), l5.c_str(),
-                  l15.c_str());
+      std::printf("thread_pool_bench: %zu threads per runtime, %d rounds, %u hardware threads, load average %s\n",
+                  num_threads, opt.rounds, std::thread::hardware_concurrency(), load_average().c_str());
       std::printf("oneTBB: the thread that calls task_group::wait() works in the arena; task_arena(2) = 1 worker + "
                   "that caller.\n");
     }
@@ -613,6 +617,7 @@ int main(int argc, char** argv) {
     if (want("fib")) workload_fib();
     if (want("memory") && opt.runtime.empty()) workload_memory();
     if (opt.runtime.empty()) print_table();
+    std::printf("load average at the end: %s\n", load_average().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "thread_pool_bench: %s\n", e.what());
     return 2;
