@@ -8,13 +8,17 @@
 #include <mutex>
 #include <new>
 
+#include <sys/mman.h>
+
+#include "core/tls.hpp"
+
 namespace pools::detail {
 namespace {
 
 // Nodes above the largest class come from operator new.
 constexpr std::array<std::size_t, 4> class_sizes{64, 128, 256, 512};
 constexpr std::uint32_t batch_size = 256;
-constexpr std::size_t chunk_bytes = 64 * 1024;
+constexpr std::size_t chunk_bytes = 256 * 1024;
 
 #if defined(__SANITIZE_ADDRESS__)
 // Let AddressSanitizer see every node's lifetime.
@@ -54,7 +58,7 @@ struct Cache {
   bool registered;
   bool dead;
 };
-thread_local Cache cache{};
+POOLS_FAST_TLS thread_local Cache cache{};
 
 void give_to_depot(int cls, FreeBlock* first, std::uint32_t n) {
   first->count = n;
@@ -97,7 +101,10 @@ FreeBlock* refill(int cls, std::uint32_t& n) {
   // the peak number of live tasks.
   const std::size_t size = class_sizes[cls];
   const std::size_t per_chunk = chunk_bytes / size;
-  char* chunk = static_cast<char*>(::operator new(chunk_bytes, std::align_val_t{64}));
+  // mmap, not malloc: a chunk is exactly its pages, with no allocator header.
+  void* mem = ::mmap(nullptr, chunk_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  char* chunk = static_cast<char*>(mem);
   FreeBlock* head = nullptr;
   for (std::size_t i = per_chunk; i-- > 0;) {
     auto* b = reinterpret_cast<FreeBlock*>(chunk + i * size);
@@ -165,7 +172,8 @@ std::uint64_t next_task_id() noexcept {
   // Ids come in blocks per thread, so submitting threads do not contend.
   constexpr std::uint64_t block = 1024;
   static std::atomic<std::uint64_t> next_block{1};
-  thread_local std::uint64_t next = 0, end = 0;
+  POOLS_FAST_TLS thread_local std::uint64_t next = 0;
+  POOLS_FAST_TLS thread_local std::uint64_t end = 0;
   if (next == end) {
     next = next_block.fetch_add(block, std::memory_order_relaxed);
     end = next + block;

@@ -9,6 +9,7 @@
 
 #include <fmt/core.h>
 
+#include "core/tls.hpp"
 #include "core/futex.hpp"
 #include "core/helping.hpp"
 
@@ -21,7 +22,7 @@ Continuation* const closed_list = reinterpret_cast<Continuation*>(alignof(Contin
 }  // namespace
 
 Helper*& current_helper() noexcept {
-  thread_local Helper* helper = nullptr;
+  POOLS_FAST_TLS thread_local Helper* helper = nullptr;
   return helper;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/diag.hpp"
+#include "core/tls.hpp"
 #include "core/registry_internal.hpp"
 
 namespace pools::detail {
@@ -18,7 +19,7 @@ struct Frame {
   const SerialPool* pool;
   const Frame* outer;
 };
-thread_local const Frame* innermost = nullptr;
+POOLS_FAST_TLS thread_local const Frame* innermost = nullptr;
 
 std::size_t depth_in(const SerialPool* pool) noexcept {
   std::size_t n = 0;

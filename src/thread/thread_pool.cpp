@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "core/diag.hpp"
+#include "core/tls.hpp"
 #include "core/registry_internal.hpp"
 #include "core/futex.hpp"
 
@@ -33,7 +34,7 @@ struct ThreadPool::Context final : Helper {
 
 namespace {
 
-thread_local ThreadPool::Context* this_thread_context = nullptr;
+POOLS_FAST_TLS thread_local ThreadPool::Context* this_thread_context = nullptr;
 
 // Wakes the pool's sleepers when a task a helper waits for completes.
 struct WakeOnFinal {
@@ -122,8 +123,19 @@ ThreadPool::~ThreadPool() {
   }
 }
 
+std::int64_t ThreadPool::active() const noexcept {
+  // Completions first, then submissions: a task whose completion is counted
+  // had its submission published before, so it is counted too, and the
+  // difference never reads 0 while a task is queued or running.
+  std::uint64_t done = refused_.load(std::memory_order_seq_cst);
+  for (auto& w : workers_) done += w->completed.load(std::memory_order_seq_cst);
+  std::uint64_t added = external_submitted_.load(std::memory_order_seq_cst);
+  for (auto& w : workers_) added += w->submitted.load(std::memory_order_seq_cst);
+  return static_cast<std::int64_t>(added - done);
+}
+
 std::size_t ThreadPool::num_active_tasks() const noexcept {
-  const std::int64_t n = active_.load(std::memory_order_acquire);
+  const std::int64_t n = active();
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
@@ -138,17 +150,24 @@ bool ThreadPool::is_own_thread() const noexcept {
 void ThreadPool::submit(TaskState* s) {
   // Count first, then check: shutdown() stops accepting, then waits for the
   // count to drain, so a task counted here is either refused or run.
-  active_.fetch_add(1, std::memory_order_seq_cst);
+  Context* ctx = this_thread_context;
+  const bool own = ctx && ctx->pool == this;
+  if (own) {
+    auto& n = ctx->worker->submitted;
+    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+  } else {
+    external_submitted_.fetch_add(1, std::memory_order_seq_cst);
+  }
   if (!accepting()) {
-    finish_one();
+    refused_.fetch_add(1, std::memory_order_seq_cst);
     refuse(s);
   }
-  if (Context* ctx = this_thread_context; ctx && ctx->pool == this) {
+  if (own) {
     ctx->worker->deque.push(s);
   } else {
     // Spread external submissions over the inboxes; a per-thread cursor
     // keeps submitting threads from contending on one counter.
-    thread_local std::size_t cursor = 0;
+    POOLS_FAST_TLS thread_local std::size_t cursor = 0;
     Worker* w = workers_[cursor++ % workers_.size()].get();
     TaskState* head = w->inbox.load(std::memory_order_relaxed);
     do {
@@ -194,13 +213,14 @@ void ThreadPool::run_task(Worker* w, TaskState* s) noexcept {
   ++ctx->depth;
   execute(s);
   --ctx->depth;
-  w->completed.store(w->completed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  finish_one();
+  w->completed.store(w->completed.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
 }
 
-void ThreadPool::finish_one() noexcept {
-  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-      idle_waiters_.load(std::memory_order_seq_cst) != 0) {
+void ThreadPool::signal_if_idle() noexcept {
+  // A worker that runs out of work tells the threads in wait_completion() to
+  // re-count. Every worker passes here after its last task, so the last
+  // completion is always followed by a signal.
+  if (idle_waiters_.load(std::memory_order_seq_cst) != 0) {
     idle_epoch_.fetch_add(1, std::memory_order_seq_cst);
     futex_wake(idle_epoch_, INT_MAX);
   }
@@ -233,6 +253,7 @@ void ThreadPool::worker_main(Worker* w) noexcept {
       run_task(w, s);
       continue;
     }
+    signal_if_idle();
     const std::uint32_t key = notifier_.prepare_wait();
     if ((s = find_work(w))) {
       notifier_.cancel_wait();
@@ -253,7 +274,7 @@ void ThreadPool::wait_idle_from_worker() noexcept {
   // Called by a task of this pool: wait for everything but the tasks on this
   // thread's own stack, running queued work meanwhile.
   Context* ctx = this_thread_context;
-  while (active_.load(std::memory_order_acquire) > ctx->depth) {
+  while (active() > ctx->depth) {
     if (ctx->run_one()) continue;
     const std::uint32_t e = idle_epoch_.load(std::memory_order_acquire);
     futex_wait(idle_epoch_, e, 100'000);
@@ -265,10 +286,10 @@ void ThreadPool::wait_completion() noexcept {
   if (is_own_thread()) {
     wait_idle_from_worker();
   } else {
-    while (active_.load(std::memory_order_seq_cst) != 0) {
+    while (active() != 0) {
       idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
       const std::uint32_t e = idle_epoch_.load(std::memory_order_seq_cst);
-      if (active_.load(std::memory_order_seq_cst) != 0) futex_wait(idle_epoch_, e);
+      if (active() != 0) futex_wait(idle_epoch_, e);
       idle_waiters_.fetch_sub(1, std::memory_order_seq_cst);
     }
   }

@@ -43,7 +43,10 @@ private:
     // Tasks from threads outside the pool: a Treiber stack the owner (or an
     // idle thief) takes whole with one exchange.
     alignas(64) std::atomic<TaskState*> inbox{nullptr};
-    alignas(64) std::atomic<std::uint64_t> completed{0};  // written by the owner only
+    // Tasks this worker added to its own deque, and tasks it finished: written
+    // by the owner only, so counting costs no shared cache line (see active()).
+    alignas(64) std::atomic<std::uint64_t> submitted{0};
+    std::atomic<std::uint64_t> completed{0};
     std::size_t index = 0;
     boost::thread thread;
   };
@@ -52,14 +55,17 @@ private:
   TaskState* find_work(Worker* self) noexcept;
   TaskState* take_inbox(Worker* self, Worker* victim) noexcept;
   void run_task(Worker* w, TaskState* s) noexcept;
-  void finish_one() noexcept;
+  std::int64_t active() const noexcept;
+  void signal_if_idle() noexcept;
   bool is_own_thread() const noexcept;
   void wait_idle_from_worker() noexcept;
   void stop_workers() noexcept;
 
   std::vector<std::unique_ptr<Worker>> workers_;
   Notifier notifier_;
-  alignas(64) std::atomic<std::int64_t> active_{0};
+  // Tasks from outside the pool, and tasks refused at shutdown.
+  alignas(64) std::atomic<std::uint64_t> external_submitted_{0};
+  alignas(64) std::atomic<std::uint64_t> refused_{0};
   alignas(64) std::atomic<std::uint32_t> idle_epoch_{0};
   std::atomic<std::uint32_t> idle_waiters_{0};
   std::atomic<bool> stop_{false};
