@@ -195,12 +195,7 @@ TEST_CASE("task: cancelling a finished task returns false and keeps its result",
 TEST_CASE("task: a cancelled task's waiters on other threads wake up", "[core][thread]") {
   auto& pool = pools::get_thread_pool("task.cancel", 1);
   Gate gate;
-  std::promise<void> started;
-  auto busy = pool.add_task("busy", [&started, w = gate.waiter()] {
-    started.set_value();
-    w.wait();
-  });
-  started.get_future().wait();
+  auto busy = pools_test::hold_worker(pool, gate, "busy");
   auto queued = pool.add_task("queued", [] { return 3; });
   std::promise<void> waiter_ready;
   auto waiter = std::async(std::launch::async, [&] {

@@ -3,6 +3,9 @@
 
 #include <future>
 #include <mutex>
+#include <string>
+
+#include <pools/pools.hpp>
 
 namespace pools_test {
 
@@ -22,5 +25,18 @@ private:
   std::shared_future<void> opened_ = promise_.get_future().share();
   std::once_flag once_;
 };
+
+// Adds a task that holds one worker of `pool` at `gate`; returns once it runs.
+inline pools::Task<void> hold_worker(pools::PoolBase& pool, const Gate& gate,
+                                     std::string name = "held") {
+  std::promise<void> started;
+  auto running = started.get_future();
+  auto held = pool.add_task(std::move(name), [&started, w = gate.waiter()] {
+    started.set_value();
+    w.wait();
+  });
+  running.wait();
+  return held;
+}
 
 }  // namespace pools_test

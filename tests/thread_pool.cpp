@@ -368,12 +368,7 @@ TEST_CASE("thread pool: many pools work at once and each on its own threads", "[
 TEST_CASE("thread pool: num_active_tasks counts queued and running tasks", "[thread]") {
   auto& pool = pools::get_thread_pool("tp.active", 1);
   Gate gate;
-  std::promise<void> started;
-  auto running = pool.add_task("running", [&started, w = gate.waiter()] {
-    started.set_value();
-    w.wait();
-  });
-  started.get_future().wait();
+  auto running = pools_test::hold_worker(pool, gate, "running");
   std::vector<pools::Task<void>> queued;
   for (int i = 0; i < 5; ++i) queued.push_back(pool.add_task("queued", [] {}));
   REQUIRE(pool.num_active_tasks() == 6);
