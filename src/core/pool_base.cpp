@@ -31,17 +31,11 @@ PoolBase::~PoolBase() {
 }
 
 void PoolBase::execute(TaskState* s) noexcept {
-  std::uint32_t v = s->status.load(std::memory_order_acquire);
-  for (;;) {
-    if (static_cast<TaskStatus>(v & detail::status_mask) != TaskStatus::pending) {
-      // cancel() won: the task never runs.
-      s->ops->discard(s);
-      detail::release(s);
-      return;
-    }
-    if (s->status.compare_exchange_weak(v, (v & detail::waiter_bit) | std::uint32_t(TaskStatus::running),
-                                        std::memory_order_acq_rel, std::memory_order_acquire))
-      break;
+  if (!detail::try_start(s)) {
+    // cancel() won: the task never runs.
+    s->ops->discard(s);
+    detail::release(s);
+    return;
   }
   const bool ok = s->ops->run(s);
   detail::complete(s, ok ? TaskStatus::succeeded : TaskStatus::failed);

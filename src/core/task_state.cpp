@@ -109,15 +109,19 @@ void wait_and_check(TaskState* s) {
   }
 }
 
-bool cancel(TaskState* s) noexcept {
+bool try_start(TaskState* s) noexcept {
   std::uint32_t v = s->status.load(std::memory_order_acquire);
   for (;;) {
     if (static_cast<TaskStatus>(v & status_mask) != TaskStatus::pending) return false;
     // Keep the waiter bit so complete() wakes whoever sleeps.
     if (s->status.compare_exchange_weak(v, (v & waiter_bit) | std::uint32_t(TaskStatus::running),
                                         std::memory_order_acq_rel, std::memory_order_acquire))
-      break;
+      return true;
   }
+}
+
+bool cancel(TaskState* s) noexcept {
+  if (!try_start(s)) return false;
   // The queue still holds the task; the pool drops it unrun when it comes up.
   complete(s, TaskStatus::cancelled);
   return true;

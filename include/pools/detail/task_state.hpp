@@ -100,6 +100,10 @@ void wait_final(TaskState* s) noexcept;
 bool wait_final_for(TaskState* s, std::int64_t ns) noexcept;
 /// Waits, then throws the task's failure (its own exception, or pools::Cancelled).
 void wait_and_check(TaskState* s);
+/// Moves s from pending to running, keeping its waiter bit. False when it had
+/// left pending already: the one claim that decides between running a task
+/// and cancelling it.
+bool try_start(TaskState* s) noexcept;
 /// Cancels s if it has not started. True when it was cancelled by this call.
 bool cancel(TaskState* s) noexcept;
 
