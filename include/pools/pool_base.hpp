@@ -76,7 +76,7 @@ public:
   virtual void shutdown() = 0;
 
   /// True until shutdown() began.
-  bool accepting() const noexcept { return accepting_.load(std::memory_order_acquire); }
+  bool accepting() const noexcept { return accepting_.load(std::memory_order_seq_cst); }
 
   virtual ~PoolBase();
 
@@ -95,7 +95,10 @@ protected:
   [[noreturn]] void refuse(detail::TaskState* s);
 
   /// Marks the pool as no longer accepting work. True for the first caller.
-  bool stop_accepting() noexcept { return accepting_.exchange(false, std::memory_order_acq_rel); }
+  /// seq_cst, as accepting(): a submitter counts its task and then checks
+  /// accepting(), shutdown stops accepting and then reads the count, so one
+  /// of the two sees the other (no task is counted and then lost).
+  bool stop_accepting() noexcept { return accepting_.exchange(false, std::memory_order_seq_cst); }
 
   /// Prints a line for each failed task that no wait() has seen: all of them
   /// (at shutdown) or only those whose handles are all gone.
