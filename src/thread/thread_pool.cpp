@@ -49,6 +49,12 @@ struct WakeOnFinal {
 
 constexpr int spin_rounds = 64;
 
+// Adds one to a counter that only the calling worker writes: a plain store,
+// no locked read-modify-write (seq_cst so active() and the idle handshake see it).
+void count_one(std::atomic<std::uint64_t>& counter) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+}
+
 }  // namespace
 
 bool ThreadPool::Context::help_until_final(TaskState* s, std::int64_t deadline_ns) noexcept {
@@ -153,8 +159,7 @@ void ThreadPool::submit(TaskState* s) {
   Context* ctx = this_thread_context;
   const bool own = ctx && ctx->pool == this;
   if (own) {
-    auto& n = ctx->worker->submitted;
-    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+    count_one(ctx->worker->submitted);
   } else {
     external_submitted_.fetch_add(1, std::memory_order_seq_cst);
   }
@@ -213,7 +218,7 @@ void ThreadPool::run_task(Worker* w, TaskState* s) noexcept {
   ++ctx->depth;
   execute(s);
   --ctx->depth;
-  w->completed.store(w->completed.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+  count_one(w->completed);
 }
 
 void ThreadPool::signal_if_idle() noexcept {
