@@ -149,13 +149,7 @@ TEST_CASE("task: a queued task can be cancelled; it never runs and wait throws p
   auto& pool = pools::get_thread_pool("task.cancel", 1);
   REQUIRE(pool.num_workers() == 1);
   Gate gate;
-  std::promise<void> started;
-  auto busy = pool.add_task("busy", [&started, w = gate.waiter()] {
-    started.set_value();
-    w.wait();
-    return 1;
-  });
-  started.get_future().wait();  // the only worker is now held inside `busy`
+  auto busy = pools_test::hold_worker(pool, gate, "busy", 1);  // the only worker is held inside
 
   std::atomic<bool> ran{false};
   auto queued = pool.add_task("queued", [&ran] {

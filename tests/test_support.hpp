@@ -26,14 +26,18 @@ private:
   std::once_flag once_;
 };
 
-// Adds a task that holds one worker of `pool` at `gate`; returns once it runs.
-inline pools::Task<void> hold_worker(pools::PoolBase& pool, const Gate& gate,
-                                     std::string name = "held") {
+// Adds a task that holds one worker of `pool` at `gate` and then returns
+// `result` (none: void); returns its handle once the task runs.
+template <class... Result>
+auto hold_worker(pools::PoolBase& pool, const Gate& gate, std::string name = "held",
+                 Result... result) {
+  static_assert(sizeof...(Result) <= 1, "at most one result");
   std::promise<void> started;
   auto running = started.get_future();
-  auto held = pool.add_task(std::move(name), [&started, w = gate.waiter()] {
+  auto held = pool.add_task(std::move(name), [&started, w = gate.waiter(), result...] {
     started.set_value();
     w.wait();
+    return (result, ...);  // an empty pack folds to void()
   });
   running.wait();
   return held;

@@ -415,13 +415,7 @@ TEST_CASE("thread pool: a timed wait inside a task times out and the worker keep
           "[thread]") {
   auto& pool = pools::get_thread_pool("tp.timed-inner", 2);
   Gate gate;
-  std::promise<void> started;
-  auto held = pool.add_task("held", [&started, w = gate.waiter()] {
-    started.set_value();
-    w.wait();
-    return 1;
-  });
-  started.get_future().wait();
+  auto held = pools_test::hold_worker(pool, gate, "held", 1);
   auto waiter = pool.add_task("waiter", [held] {
     const bool first = held.wait_for(50ms);  // held stays blocked: must time out
     return first;
