@@ -145,11 +145,8 @@ void wait_all(const Range& tasks) {
 /// wait_all over a list of handles of any result types.
 template <class... Ts>
 void wait_all(const Task<Ts>&... tasks) {
-  const TaskBase* list[] = {&tasks...};
-  std::vector<TaskBase> copy;
-  copy.reserve(sizeof...(Ts));
-  for (auto* t : list) copy.push_back(*t);
-  wait_all(copy);
+  const std::vector<TaskBase> list{tasks...};
+  wait_all(list);
 }
 
 /// Blocks until at least one task in `tasks` finished (failed or not) and
