@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 
 #include <pools/detail/task_state.hpp>
 #include <pools/errors.hpp>
+#include <pools/process.hpp>
 #include <pools/task.hpp>
 
 namespace pools {
@@ -59,6 +61,22 @@ public:
     return handle;
   }
 
+  /// Runs a command through /bin/sh -c and returns a handle whose wait_return()
+  /// is the command's stdout. Every pool kind runs commands: the process pool
+  /// many at once from one event loop, the other kinds on one of their workers.
+  /// Does not block, and does not throw for a command that cannot start (its
+  /// task fails with pools::ProcessError saying why). Throws pools::Error when
+  /// the pool was shut down or the options are invalid.
+  ProcessTask add_process(std::string name, std::string command, ProcessOptions options = {});
+  /// Runs argv without a shell; argv[0] is looked up on PATH as execvp does.
+  ProcessTask add_process(std::string name, std::vector<std::string> argv,
+                          ProcessOptions options = {});
+  /// add_process(name, {"prog", "arg"}) picks the argv form.
+  ProcessTask add_process(std::string name, std::initializer_list<std::string> argv,
+                          ProcessOptions options = {}) {
+    return add_process(std::move(name), std::vector<std::string>(argv), std::move(options));
+  }
+
   /// How many of this pool's tasks are running on the calling thread's stack
   /// (a task that waits inside another task). 0 outside the pool. Non-blocking.
   virtual std::size_t tasks_on_calling_thread() const noexcept { return 0; }
@@ -87,9 +105,18 @@ protected:
   /// must call refuse(s) (which discards s and throws pools::Error).
   virtual void submit(detail::TaskState* s) = 0;
 
+  /// Queues a command task made by add_process (adopting one reference). The
+  /// default queues it as any task: a worker runs the command and waits for it.
+  virtual void submit_process(detail::TaskState* s) { submit(s); }
+
   /// Runs a queued task (unless it was cancelled), completes it and drops the
   /// queue's reference. Never throws.
   void execute(detail::TaskState* s) noexcept;
+
+  /// Completes a task that ran (ok: it succeeded), keeps its failure for the
+  /// report if nobody waits for it, and drops the queue's reference. For
+  /// backends that run tasks without execute(). Never throws.
+  void finish(detail::TaskState* s, bool ok) noexcept;
 
   /// Discards a task the pool will not run and throws pools::Error saying why.
   [[noreturn]] void refuse(detail::TaskState* s);

@@ -3,5 +3,6 @@
 
 #include <pools/errors.hpp>
 #include <pools/pool_base.hpp>
+#include <pools/process.hpp>
 #include <pools/registry.hpp>
 #include <pools/task.hpp>

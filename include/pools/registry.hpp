@@ -18,6 +18,14 @@ namespace pools {
 PoolBase& get_thread_pool(std::string_view name = {},
                           std::optional<std::size_t> num_threads = {});
 
+/// Returns the process pool called `name` (empty: the global one), creating it
+/// on first use. It runs commands (add_process), at most `max_running` at once
+/// (default: the hardware threads), all watched by one event-loop thread.
+/// Functions given to its add_task run on max_running threads of its own.
+/// Same errors as get_thread_pool.
+PoolBase& get_process_pool(std::string_view name = {},
+                           std::optional<std::size_t> max_running = {});
+
 /// Returns the serial pool called `name` (empty: the global one). A serial
 /// pool runs each task at once in the calling thread: for debugging and
 /// profiling. Throws pools::Error on a kind clash.
@@ -30,6 +38,9 @@ PoolBase& find_pool(std::string_view name);
 
 /// The global thread pool; the same as get_thread_pool().
 PoolBase& global_thread_pool();
+
+/// The global process pool; the same as get_process_pool().
+PoolBase& global_process_pool();
 
 /// Blocks until every registered pool is idle. Pools stay usable. Does not throw.
 void wait_on_all_pools() noexcept;

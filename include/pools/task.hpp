@@ -71,7 +71,9 @@ public:
 
   /// Cancels the task if it has not started yet: it will never run, and its
   /// wait() throws pools::Cancelled. Returns false when it had already started
-  /// or finished (it then runs to completion). Does not block.
+  /// or finished (it then runs to completion), except for a running command
+  /// (add_process), which is stopped: its process group is terminated and
+  /// wait() throws pools::Cancelled. Does not block.
   bool cancel() const noexcept { return s_ && detail::cancel(s_); }
 
   /// True when the task finished with an exception (or was cancelled). Non-blocking.

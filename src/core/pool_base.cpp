@@ -37,7 +37,10 @@ void PoolBase::execute(TaskState* s) noexcept {
     detail::release(s);
     return;
   }
-  const bool ok = s->ops->run(s);
+  finish(s, s->ops->run(s));
+}
+
+void PoolBase::finish(TaskState* s, bool ok) noexcept {
   detail::complete(s, ok ? TaskStatus::succeeded : TaskStatus::failed);
   if (!ok) note_failure(s);
   detail::release(s);

@@ -121,7 +121,9 @@ bool try_start(TaskState* s) noexcept {
 }
 
 bool cancel(TaskState* s) noexcept {
-  if (!try_start(s)) return false;
+  if (!try_start(s)) {
+    return s->ops->interrupt && s->load_status() == TaskStatus::running && s->ops->interrupt(s);
+  }
   // The queue still holds the task; the pool drops it unrun when it comes up.
   complete(s, TaskStatus::cancelled);
   return true;

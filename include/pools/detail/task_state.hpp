@@ -52,6 +52,9 @@ struct TaskOps {
   void (*destroy)(TaskState*) noexcept;
   // The stored exception of a failed task.
   const std::exception_ptr& (*error)(const TaskState*) noexcept;
+  // Asks a running task to stop (a command's process group is terminated).
+  // Null for tasks that cannot be stopped once started. True when it will stop.
+  bool (*interrupt)(TaskState*) noexcept = nullptr;
 };
 
 /// Called once when a task reaches a final status (see add_continuation).
@@ -104,7 +107,8 @@ void wait_and_check(TaskState* s);
 /// left pending already: the one claim that decides between running a task
 /// and cancelling it.
 bool try_start(TaskState* s) noexcept;
-/// Cancels s if it has not started. True when it was cancelled by this call.
+/// Cancels s if it has not started, or interrupts it when it is running and
+/// can be interrupted. True when it was cancelled or interrupted by this call.
 bool cancel(TaskState* s) noexcept;
 
 /// Runs c->fn once s is final (at once, on this thread, if it already is).
@@ -191,7 +195,7 @@ struct TaskNode final : ResultState<R> {
   static const std::exception_ptr& error_of(const TaskState* base) noexcept {
     return static_cast<const TaskNode*>(base)->error;
   }
-  static constexpr TaskOps table{&run, &discard, &destroy, &error_of};
+  static constexpr TaskOps table{&run, &discard, &destroy, &error_of, nullptr};
 };
 
 template <class F, class... Args>
