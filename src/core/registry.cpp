@@ -12,6 +12,7 @@
 
 #include "core/diag.hpp"
 #include "core/registry_internal.hpp"
+#include "process/process_pool.hpp"
 #include "serial/serial_pool.hpp"
 #include "thread/thread_pool.hpp"
 
@@ -133,7 +134,14 @@ PoolBase& get_serial_pool(std::string_view name) {
   });
 }
 
+PoolBase& get_process_pool(std::string_view name, std::optional<std::size_t> max_running) {
+  return get_pool(PoolKind::process, name, max_running, [](std::string n, std::size_t size) {
+    return std::unique_ptr<PoolBase>(new detail::ProcessPool(std::move(n), size));
+  });
+}
+
 PoolBase& global_thread_pool() { return get_thread_pool(); }
+PoolBase& global_process_pool() { return get_process_pool(); }
 
 void detail::unregister_pool(const PoolBase* pool) noexcept {
   Registry& r = registry();

@@ -34,7 +34,7 @@ public:
 
   struct Context;  // the thread-local identity of a worker (also its Helper)
 
-protected:
+  // Public so that other backends can run functions on a thread pool they own.
   void submit(TaskState* s) override;
 
 private:

@@ -1,0 +1,681 @@
+// The command engine: one Asio event loop per engine, on its own thread.
+//
+// Why it is built this way (see docs/process-pool.md):
+// - Every spawn happens on the loop's thread, with Boost.Process and vfork:
+//   the parent's page tables are not copied, and no other thread of ours ever
+//   forks, so no exit notification can be lost between threads.
+// - Our pipes are made with O_CLOEXEC, so a child spawned at the same moment
+//   from another engine cannot inherit them (Boost.Process v1's pipes are not).
+// - A child's exit is seen through a pidfd, watched like any descriptor: no
+//   SIGCHLD handler, no thread blocked per child.
+// - The loop's thread blocks every signal, so a child starts with a clean mask
+//   that we set ourselves, and a write to a closed stdin gives EPIPE rather
+//   than killing the program.
+#define BOOST_ASIO_DISABLE_CO_AWAIT 1
+// Boost.Process 1.74 hides its vfork launcher behind a test of old feature
+// macros that glibc no longer matches; Linux has vfork.
+#define BOOST_POSIX_HAS_VFORK 1
+#include "process/process_engine.hpp"
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/posix.hpp>
+#include <fmt/core.h>
+
+#include <pools/errors.hpp>
+
+#include "core/diag.hpp"
+#include "process/process_node.hpp"
+#include "process/termination_signals.hpp"
+
+extern char** environ;
+
+namespace pools::detail {
+namespace {
+
+namespace asio = boost::asio;
+namespace bp = boost::process;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t read_chunk = 64 * 1024;
+// After SIGKILL, how long a pipe may stay open (held by a process that left
+// the group) before the engine stops reading it.
+constexpr auto abandon_after = std::chrono::seconds(1);
+
+// A descriptor that closes itself.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(std::exchange(o.fd, -1));
+    return *this;
+  }
+  ~Fd() { reset(); }
+  void reset(int f = -1) noexcept {
+    if (fd >= 0) ::close(fd);
+    fd = f;
+  }
+  int release() noexcept { return std::exchange(fd, -1); }
+};
+
+// Keeps fd away from 0-2, which the child's stdio is dup2'ed onto.
+int above_stdio(int fd) {
+  if (fd > 2) return fd;
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return moved;
+}
+
+// {read end, write end}, both close-on-exec; errno set on failure.
+bool make_pipe(Fd& read_end, Fd& write_end) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+  read_end.reset(above_stdio(fds[0]));
+  write_end.reset(above_stdio(fds[1]));
+  return read_end.fd >= 0 && write_end.fd >= 0;
+}
+
+// argv[0] looked up as execvp does, in the PATH the child will get.
+// Empty with `why` set when there is nothing to run.
+std::string find_on_path(const std::string& name, const ProcessOptions& o, std::string& why) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = nullptr;
+  if (auto it = o.env.find("PATH"); it != o.env.end()) path = it->second.c_str();
+  else if (!o.replace_env) path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "/bin:/usr/bin";
+  bool denied = false;
+  for (;;) {
+    const std::size_t colon = dirs.find(':');
+    std::string_view dir = dirs.substr(0, colon);
+    std::string candidate = fmt::format("{}/{}", dir.empty() ? "." : dir, name);
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+      denied = true;
+    }
+    if (colon == std::string_view::npos) break;
+    dirs.remove_prefix(colon + 1);
+  }
+  why = denied ? "permission denied (found on PATH, but not executable)"
+               : fmt::format("command not found (PATH={})", path ? path : "/bin:/usr/bin");
+  return {};
+}
+
+// "KEY=VALUE" strings of the child's environment (empty: inherit ours).
+std::vector<std::string> child_environment(const ProcessOptions& o) {
+  std::vector<std::string> out;
+  if (o.env.empty() && !o.replace_env) return out;
+  if (!o.replace_env) {
+    for (char** e = environ; e && *e; ++e) {
+      std::string_view entry(*e);
+      const std::string_view key = entry.substr(0, entry.find('='));
+      if (!o.env.count(std::string(key))) out.emplace_back(entry);
+    }
+  }
+  for (const auto& [k, v] : o.env) out.push_back(k + "=" + v);
+  return out;
+}
+
+std::vector<char*> pointers_to(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// The Boost.Process extension that sets up the child between vfork and exec.
+// It runs in the vfork child, which shares our memory: only system calls
+// here, and failures are reported through this object's fields.
+struct ChildSetup : bp::extend::handler {
+  const char* exe = nullptr;
+  char** argv = nullptr;
+  char** envp = nullptr;  // null: ours
+  const char* cwd = nullptr;
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+  pid_t parent = 0;
+  // Written by the child before it exits with 127.
+  int child_errno = 0;
+  const char* child_step = nullptr;
+  // The pid Boost.Process gives up on when it reports an error (to reap it).
+  pid_t failed_pid = -1;
+
+  template <class Executor>
+  void on_setup(Executor& e) {
+    e.exe = exe;
+    e.cmd_line = argv;
+    if (envp) e.env = envp;
+  }
+
+  template <class Executor>
+  void on_exec_setup(Executor&) {
+    // Own process group: the whole command can be signalled at once, and a
+    // Ctrl-C at the terminal reaches only us, who then decide.
+    if (::setpgid(0, 0) != 0) fail("setpgid");
+    // Die with us, even when we are killed with SIGKILL.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    // Default signal dispositions (exec keeps ignored ones) and an empty mask
+    // (ours blocks everything).
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      struct sigaction old {};
+      if (::sigaction(sig, nullptr, &old) != 0) continue;
+      if (old.sa_handler != SIG_DFL && (old.sa_handler != SIG_IGN || sig == SIGPIPE)) {
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        ::sigaction(sig, &dfl, nullptr);
+      }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0)
+      fail("dup2");
+    if (cwd && ::chdir(cwd) != 0) fail("chdir");
+  }
+
+  template <class Executor>
+  void on_error(Executor& e, const std::error_code&) {
+    failed_pid = e.pid;
+  }
+
+  void fail(const char* step) {
+    child_errno = errno;
+    child_step = step;
+    ::_exit(127);
+  }
+};
+
+}  // namespace
+
+// ---- one command being run -------------------------------------------------
+
+struct ProcessEngine::Impl {
+  struct Job;
+
+  Impl(std::string name, std::size_t max_running);
+  ~Impl();
+
+  void launch(ProcessNode* n);
+  void pump();
+  void job_done(const std::shared_ptr<Job>& job);
+  void settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
+  void notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
+  void terminate_all() noexcept;
+  void watch_wake();
+
+  std::string name;
+  std::size_t max_running;
+  asio::io_context io;
+  std::thread thread;
+  Fd null_fd;  // /dev/null, stdin of commands without stdin_text
+  Fd wake_read, wake_write;
+  asio::posix::stream_descriptor wake;
+  char wake_byte = 0;
+  int signal_slot = -1;
+  bool terminating = false;
+  bool termination_acknowledged = false;
+  bool pumping = false;
+
+  // Engine thread only.
+  std::deque<std::pair<ProcessNode*, bool>> queue;  // node, claim
+  std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;
+
+  // Any thread.
+  std::atomic<std::size_t> size{0};
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool stopped = false;
+};
+
+struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
+  Job(Impl& e, ProcessNode* n)
+      : engine(e), node(n), out(e.io), err(e.io), in(e.io), exit_watch(e.io), timer(e.io) {}
+
+  Impl& engine;
+  ProcessNode* node;
+  pid_t pid = -1;
+  asio::posix::stream_descriptor out, err, in, exit_watch;
+  asio::steady_timer timer;
+  std::array<char, read_chunk> out_buf, err_buf;
+  Clock::time_point spawned;
+  bool exited = false;
+  int wait_status = 0;
+  int open_streams = 0;
+  enum class Kill { none, term_sent, kill_sent } kill = Kill::none;
+
+  void begin();
+  void read(asio::posix::stream_descriptor& d, std::array<char, read_chunk>& buf,
+            std::string& text, bool& truncated);
+  void watch_exit();
+  void reap() noexcept;
+  void terminate() noexcept;
+  void on_timer(const boost::system::error_code& ec);
+  void stream_closed();
+  void maybe_done();
+};
+
+// Spawns the command, or ends the job at once with the reason it cannot start.
+void ProcessEngine::Impl::launch(ProcessNode* n) {
+  auto job = std::make_shared<Job>(*this, n);
+  ProcessResult& r = n->result;
+  ++r.attempts;
+  r.stdout_text.clear();
+  r.stderr_text.clear();
+  r.stdout_truncated = r.stderr_truncated = false;
+  r.timed_out = false;
+  r.exit_code = -1;
+  r.signal = 0;
+
+  const ProcessOptions& o = n->spec.options;
+  std::string why;
+  auto fail_to_start = [&](std::string reason) {
+    settle_and_notify(n, settle(*n, reason, false));
+  };
+  if (n->interrupt_requested.load(std::memory_order_seq_cst)) {
+    settle_and_notify(n, settle(*n, {}, true));
+    return;
+  }
+  std::string exe = find_on_path(n->spec.argv[0], o, why);
+  if (exe.empty()) return fail_to_start(why);
+
+  Fd out_r, out_w, err_r, err_w, in_r, in_w;
+  if (!make_pipe(out_r, out_w) || (!o.merge_stderr && !make_pipe(err_r, err_w)) ||
+      (o.stdin_text && !make_pipe(in_r, in_w)))
+    return fail_to_start(fmt::format("cannot make a pipe: {}", std::strerror(errno)));
+
+  std::vector<std::string> argv_strings = n->spec.argv;
+  std::vector<char*> argv = pointers_to(argv_strings);
+  std::vector<std::string> env_strings = child_environment(o);
+  std::vector<char*> envp = pointers_to(env_strings);
+
+  ChildSetup setup;
+  setup.exe = exe.c_str();
+  setup.argv = argv.data();
+  setup.envp = env_strings.empty() && !o.replace_env ? nullptr : envp.data();
+  setup.cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
+  setup.stdin_fd = o.stdin_text ? in_r.fd : null_fd.fd;
+  setup.stdout_fd = out_w.fd;
+  setup.stderr_fd = o.merge_stderr ? out_w.fd : err_w.fd;
+  setup.parent = ::getpid();
+
+  std::error_code ec;
+  r.started = std::chrono::system_clock::now();
+  job->spawned = Clock::now();
+  bp::child child(setup, bp::posix::use_vfork, ec);
+  if (ec || setup.child_step) {
+    const pid_t dead = setup.failed_pid > 0 ? setup.failed_pid : (child.valid() ? child.id() : -1);
+    if (child.valid()) child.detach();
+    if (dead > 0) ::waitpid(dead, nullptr, 0);  // it has exited already (vfork)
+    if (setup.child_step && std::strcmp(setup.child_step, "chdir") == 0)
+      return fail_to_start(fmt::format("cannot change directory to '{}': {}", o.cwd,
+                                       std::strerror(setup.child_errno)));
+    if (setup.child_step)
+      return fail_to_start(fmt::format("{} failed in the child: {}", setup.child_step,
+                                       std::strerror(setup.child_errno)));
+    return fail_to_start(fmt::format("cannot execute '{}': {}", exe, ec.message()));
+  }
+  job->pid = child.id();
+  child.detach();  // ours to reap
+  n->ran = true;
+  r.pid = job->pid;
+
+  job->out.assign(out_r.release());
+  job->open_streams = 1;
+  if (!o.merge_stderr) {
+    job->err.assign(err_r.release());
+    ++job->open_streams;
+  }
+  if (o.stdin_text) job->in.assign(in_w.release());
+  running.emplace(n, job);
+  job->begin();
+}
+
+void ProcessEngine::Impl::Job::begin() {
+  ProcessResult& r = node->result;
+  read(out, out_buf, r.stdout_text, r.stdout_truncated);
+  if (err.is_open()) read(err, err_buf, r.stderr_text, r.stderr_truncated);
+  if (in.is_open()) {
+    // A command that exits without reading its stdin ends the write with EPIPE.
+    asio::async_write(in, asio::buffer(*node->spec.options.stdin_text),
+                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
+                        boost::system::error_code ignored;
+                        self->in.close(ignored);
+                      });
+  }
+  watch_exit();
+  const ProcessOptions& o = node->spec.options;
+  if (o.timeout.count() > 0) {
+    timer.expires_after(o.timeout);
+    timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->kill != Kill::none) return;
+      self->node->result.timed_out = true;
+      self->terminate();
+    });
+  }
+  if (node->interrupt_requested.load(std::memory_order_seq_cst)) terminate();
+}
+
+void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d,
+                                    std::array<char, read_chunk>& buf, std::string& text,
+                                    bool& truncated) {
+  d.async_read_some(asio::buffer(buf), [self = shared_from_this(), &d, &buf, &text, &truncated](
+                                           const boost::system::error_code& ec, std::size_t n) {
+    const std::size_t cap = self->node->spec.options.max_output;
+    std::size_t keep = n;
+    if (cap && text.size() + n > cap) {
+      keep = cap > text.size() ? cap - text.size() : 0;
+      if (keep < n) truncated = true;
+    }
+    text.append(buf.data(), keep);
+    if (ec) {
+      boost::system::error_code ignored;
+      d.close(ignored);
+      self->stream_closed();
+      return;
+    }
+    self->read(d, buf, text, truncated);
+  });
+}
+
+void ProcessEngine::Impl::Job::watch_exit() {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    exit_watch.assign(pidfd);
+    exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [self = shared_from_this()](const boost::system::error_code&) {
+                            self->reap();
+                          });
+    return;
+  }
+  // No pidfds (Linux before 5.3): look every few milliseconds.
+  auto poll = std::make_shared<asio::steady_timer>(engine.io);
+  auto tick = std::make_shared<std::function<void()>>();
+  *tick = [self = shared_from_this(), poll, tick]() {
+    self->reap();
+    if (self->exited) {
+      *tick = nullptr;  // break the cycle
+      return;
+    }
+    poll->expires_after(std::chrono::milliseconds(5));
+    poll->async_wait([tick](const boost::system::error_code&) {
+      if (*tick) (*tick)();
+    });
+  };
+  (*tick)();
+}
+
+void ProcessEngine::Impl::Job::reap() noexcept {
+  if (exited) return;
+  int status = 0;
+  pid_t got;
+  do {
+    got = ::waitpid(pid, &status, WNOHANG);
+  } while (got < 0 && errno == EINTR);
+  if (got == 0) {  // a pidfd is readable only once the child exited; be safe
+    if (exit_watch.is_open())
+      exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
+                            [self = shared_from_this()](const boost::system::error_code&) {
+                              self->reap();
+                            });
+    return;
+  }
+  exited = true;
+  wait_status = got == pid ? status : 0;  // ECHILD: SIGCHLD ignored, status lost
+  node->result.elapsed = Clock::now() - spawned;
+  boost::system::error_code ignored;
+  exit_watch.close(ignored);
+  maybe_done();  // the timeout still covers pipes that a grandchild keeps open
+}
+
+// TERM to the whole group now, KILL after the grace period, then stop
+// waiting for pipes held open by processes that escaped the group.
+void ProcessEngine::Impl::Job::terminate() noexcept {
+  if (kill != Kill::none) return;
+  ::kill(-pid, SIGTERM);
+  kill = Kill::term_sent;
+  timer.expires_after(node->spec.options.kill_grace);
+  timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    self->on_timer(ec);
+  });
+}
+
+void ProcessEngine::Impl::Job::on_timer(const boost::system::error_code& ec) {
+  if (ec) return;
+  if (kill == Kill::term_sent) {
+    ::kill(-pid, SIGKILL);
+    kill = Kill::kill_sent;
+    timer.expires_after(abandon_after);
+    timer.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+      self->on_timer(e);
+    });
+    return;
+  }
+  boost::system::error_code ignored;
+  out.cancel(ignored);
+  err.cancel(ignored);
+}
+
+void ProcessEngine::Impl::Job::stream_closed() {
+  --open_streams;
+  maybe_done();
+}
+
+void ProcessEngine::Impl::Job::maybe_done() {
+  if (!exited || open_streams > 0) return;
+  boost::system::error_code ignored;
+  timer.cancel();
+  in.close(ignored);
+  if (kill != Kill::none) ::kill(-pid, SIGKILL);  // leftovers of a terminated group
+  ProcessResult& r = node->result;
+  if (WIFSIGNALED(wait_status)) {
+    r.signal = WTERMSIG(wait_status);
+    r.exit_code = -1;
+  } else {
+    r.exit_code = WEXITSTATUS(wait_status);
+  }
+  engine.job_done(shared_from_this());
+}
+
+void ProcessEngine::Impl::job_done(const std::shared_ptr<Job>& job) {
+  ProcessNode* n = job->node;
+  running.erase(n);
+  const bool interrupted = n->interrupt_requested.load(std::memory_order_seq_cst);
+  const ProcessOptions& o = n->spec.options;
+  if (!n->result.succeeded() && !interrupted && !terminating && n->result.attempts <= o.retries) {
+    diag("command '{}' failed (attempt {} of {}); running it again", n->result.command,
+         n->result.attempts, o.retries + 1);
+    launch(n);
+    return;
+  }
+  settle_and_notify(n, settle(*n, {}, interrupted));
+}
+
+// Hands the outcome to whoever waits, drops the engine's reference.
+void ProcessEngine::Impl::notify(ProcessNode* n, ProcessOutcome outcome) noexcept {
+  n->on_done(n, outcome, n->done_arg);
+  release(n);
+  if (size.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    std::lock_guard lock(stop_mutex);
+    stop_cv.notify_all();
+  }
+}
+
+void ProcessEngine::Impl::settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept {
+  notify(n, outcome);
+  if (terminating && running.empty() && !termination_acknowledged) {
+    termination_acknowledged = true;
+    termination_handled();
+  }
+  pump();
+}
+
+void ProcessEngine::Impl::pump() {
+  if (pumping) return;  // a launch that failed at once settles from inside the loop
+  pumping = true;
+  while (!queue.empty() && !terminating && (max_running == 0 || running.size() < max_running)) {
+    auto [n, claim] = queue.front();
+    queue.pop_front();
+    if (claim && !try_start(n)) {  // cancelled while queued
+      settle_and_notify(n, ProcessOutcome::not_started);
+      continue;
+    }
+    try {
+      launch(n);
+    } catch (const std::exception& e) {  // out of memory or descriptors
+      if (running.count(n)) continue;
+      settle_and_notify(n, settle(*n, e.what(), false));
+    }
+  }
+  pumping = false;
+}
+
+void ProcessEngine::Impl::terminate_all() noexcept {
+  terminating = true;
+  diag("engine '{}': termination signal; stopping {} commands", name, running.size());
+  // Queued commands are not started: the program is about to end.
+  if (running.empty()) {
+    termination_acknowledged = true;
+    termination_handled();
+    return;
+  }
+  for (auto& [node, job] : running) job->terminate();
+}
+
+void ProcessEngine::Impl::watch_wake() {
+  wake.async_read_some(asio::buffer(&wake_byte, 1),
+                       [this](const boost::system::error_code& ec, std::size_t) {
+                         if (ec) return;
+                         if (pending_termination_signal() && !terminating) terminate_all();
+                         watch_wake();
+                       });
+}
+
+ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
+    : name(std::move(engine_name)), max_running(max), wake(io) {
+  null_fd.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (null_fd.fd < 0 || (null_fd.reset(above_stdio(null_fd.release())), null_fd.fd < 0))
+    throw Error(fmt::format("process engine '{}': cannot open /dev/null: {}", name,
+                            std::strerror(errno)));
+  if (!make_pipe(wake_read, wake_write))
+    throw Error(fmt::format("process engine '{}': cannot make a pipe: {}", name,
+                            std::strerror(errno)));
+  ::fcntl(wake_write.fd, F_SETFL, O_NONBLOCK);
+  wake.assign(wake_read.release());
+  signal_slot = watch_termination_signals(wake_write.fd);
+  watch_wake();
+
+  // The loop thread blocks every signal (see the top of this file).
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  try {
+    thread = std::thread([this] {
+      auto guard = asio::make_work_guard(io);
+      io.run();
+    });
+  } catch (const std::system_error& e) {
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    forget_termination_signals(signal_slot);
+    throw Error(fmt::format("process engine '{}': cannot start its thread: {}", name, e.what()));
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+ProcessEngine::Impl::~Impl() {
+  forget_termination_signals(signal_slot);
+}
+
+// ---- the public face ---------------------------------------------------------
+
+ProcessEngine::ProcessEngine(std::string name, std::size_t max_running)
+    : impl_(std::make_unique<Impl>(std::move(name), max_running)) {}
+
+ProcessEngine::~ProcessEngine() { stop(); }
+
+void ProcessEngine::start(ProcessNode* n, bool claim) noexcept {
+  retain(n);  // the engine's reference, dropped after on_done
+  n->engine.store(this, std::memory_order_seq_cst);
+  impl_->size.fetch_add(1, std::memory_order_acq_rel);
+  try {
+    asio::post(impl_->io, [impl = impl_.get(), n, claim] {
+      impl->queue.emplace_back(n, claim);
+      impl->pump();
+    });
+  } catch (const std::exception& e) {
+    // Out of memory: the command cannot be queued; fail it here.
+    impl_->notify(n, claim && !try_start(n) ? ProcessOutcome::not_started
+                                            : settle(*n, e.what(), false));
+  }
+}
+
+void ProcessEngine::interrupt(ProcessNode* n) noexcept {
+  retain(n);
+  try {
+    asio::post(impl_->io, [impl = impl_.get(), n] {
+      if (auto it = impl->running.find(n); it != impl->running.end()) it->second->terminate();
+      release(n);
+    });
+  } catch (...) {
+    release(n);
+  }
+}
+
+std::size_t ProcessEngine::size() const noexcept {
+  return impl_->size.load(std::memory_order_acquire);
+}
+
+void ProcessEngine::stop() noexcept {
+  if (!impl_->thread.joinable()) return;
+  {
+    std::unique_lock lock(impl_->stop_mutex);
+    impl_->stop_cv.wait(lock, [&] { return impl_->size.load(std::memory_order_acquire) == 0; });
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+  }
+  impl_->io.stop();
+  if (impl_->thread.get_id() == std::this_thread::get_id()) {
+    impl_->thread.detach();
+  } else {
+    impl_->thread.join();
+  }
+}
+
+ProcessEngine& ProcessEngine::shared() {
+  // Never destroyed: workers of other pools may run commands during exit.
+  static ProcessEngine* engine = new ProcessEngine("shared", 0);
+  return *engine;
+}
+
+}  // namespace pools::detail

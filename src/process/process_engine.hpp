@@ -1,0 +1,49 @@
+// The event loop that runs commands: one thread spawns every child (Boost.Process,
+// vfork), drains its stdout and stderr, feeds its stdin and notices its exit
+// (a pidfd), for any number of children at once. Boost.Process and Asio stay
+// inside process_engine.cpp: they are costly to compile.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace pools::detail {
+
+struct ProcessNode;
+
+class ProcessEngine {
+public:
+  /// Starts the event-loop thread. max_running 0: no limit of its own (the
+  /// caller limits, as a thread pool does with its workers).
+  /// Throws pools::Error when the thread or its descriptors cannot be made.
+  ProcessEngine(std::string name, std::size_t max_running);
+  ~ProcessEngine();
+  ProcessEngine(const ProcessEngine&) = delete;
+  ProcessEngine& operator=(const ProcessEngine&) = delete;
+
+  /// Runs n's command once a slot is free (FIFO), retrying it as its options
+  /// say, and then calls n->on_done exactly once, on the engine thread. With
+  /// `claim`, n is still pending and is claimed (detail::try_start) when its
+  /// turn comes; a task cancelled meanwhile ends as ProcessOutcome::not_started.
+  /// Without, the caller already claimed it. Never throws.
+  void start(ProcessNode* n, bool claim) noexcept;
+
+  /// cancel() of a running command: terminate its process group.
+  void interrupt(ProcessNode* n) noexcept;
+
+  /// Commands queued or running. Non-blocking.
+  std::size_t size() const noexcept;
+
+  /// Waits until no command is queued or running, then ends the thread. Idempotent.
+  void stop() noexcept;
+
+  /// The engine of commands run by the worker of a thread or serial pool.
+  static ProcessEngine& shared();
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pools::detail

@@ -1,0 +1,108 @@
+#include "process/process_pool.hpp"
+
+#include <fmt/core.h>
+
+#include "core/diag.hpp"
+#include "core/registry_internal.hpp"
+#include "thread/thread_pool.hpp"
+
+namespace pools::detail {
+
+ProcessPool::ProcessPool(std::string name, std::size_t max_running)
+    : PoolBase(name, PoolKind::process), max_running_(max_running), engine_(name, max_running) {}
+
+ProcessPool::~ProcessPool() = default;
+
+ThreadPool* ProcessPool::functions_if_made() const noexcept {
+  return functions_.load(std::memory_order_acquire);
+}
+
+ThreadPool& ProcessPool::functions() {
+  if (ThreadPool* p = functions_if_made()) return *p;
+  std::lock_guard lock(functions_mutex_);
+  if (!functions_owner_) {
+    // Not registered: it belongs to this pool and closes with it.
+    functions_owner_ = std::make_unique<ThreadPool>(name() + " (functions)", max_running_);
+    functions_.store(functions_owner_.get(), std::memory_order_release);
+  }
+  return *functions_owner_;
+}
+
+std::size_t ProcessPool::num_active_tasks() const noexcept {
+  const ThreadPool* f = functions_if_made();
+  return commands_.load(std::memory_order_acquire) + (f ? f->num_active_tasks() : 0);
+}
+
+std::size_t ProcessPool::tasks_on_calling_thread() const noexcept {
+  const ThreadPool* f = functions_if_made();
+  return f ? f->tasks_on_calling_thread() : 0;
+}
+
+void ProcessPool::submit(TaskState* s) {
+  if (!accepting()) refuse(s);
+  ThreadPool* f;
+  try {
+    f = &functions();
+  } catch (...) {
+    s->ops->discard(s);
+    complete(s, TaskStatus::cancelled);
+    release(s);
+    throw;
+  }
+  f->submit(s);
+}
+
+void ProcessPool::submit_process(TaskState* s) {
+  // Counted before the check, as in the thread pool: shutdown stops accepting
+  // and then waits for the count, so no command is counted and then lost.
+  commands_.fetch_add(1, std::memory_order_seq_cst);
+  if (!accepting()) {
+    commands_.fetch_sub(1, std::memory_order_seq_cst);
+    refuse(s);
+  }
+  auto* n = static_cast<ProcessNode*>(s);
+  n->on_done = &ProcessPool::command_done;
+  n->done_arg = this;
+  engine_.start(n, true);
+}
+
+void ProcessPool::command_done(ProcessNode* n, ProcessOutcome outcome, void* arg) noexcept {
+  auto* self = static_cast<ProcessPool*>(arg);
+  if (outcome == ProcessOutcome::not_started) {
+    release(n);  // cancel() completed it already
+  } else {
+    self->finish(n, outcome == ProcessOutcome::succeeded);
+  }
+  if (self->commands_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    std::lock_guard lock(self->idle_mutex_);
+    self->idle_cv_.notify_all();
+  }
+}
+
+void ProcessPool::wait_completion() noexcept {
+  for (;;) {
+    {
+      std::unique_lock lock(idle_mutex_);
+      idle_cv_.wait(lock, [&] { return commands_.load(std::memory_order_acquire) == 0; });
+    }
+    if (ThreadPool* f = functions_if_made()) f->wait_completion();
+    // A function may have added commands meanwhile.
+    if (commands_.load(std::memory_order_acquire) == 0) break;
+  }
+  report_unobserved_failures(false);
+}
+
+void ProcessPool::shutdown() {
+  std::call_once(shutdown_once_, [&] {
+    diag("process pool '{}': shutting down", name());
+    wait_completion();
+    stop_accepting();
+    wait_completion();
+    if (ThreadPool* f = functions_if_made()) f->shutdown();
+    engine_.stop();
+    report_unobserved_failures(true);
+    unregister_pool(this);
+  });
+}
+
+}  // namespace pools::detail

@@ -1,0 +1,52 @@
+// The process pool: commands in bulk, at most max_running at once, all watched
+// by one event loop (ProcessEngine). Functions given to add_task run on a
+// thread pool of max_running threads that the pool makes on first use.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <pools/pool_base.hpp>
+
+#include "process/process_engine.hpp"
+#include "process/process_node.hpp"
+
+namespace pools::detail {
+
+class ThreadPool;
+
+class ProcessPool final : public PoolBase {
+public:
+  ProcessPool(std::string name, std::size_t max_running);
+  ~ProcessPool() override;
+
+  std::size_t num_workers() const noexcept override { return max_running_; }
+  std::size_t num_active_tasks() const noexcept override;
+  std::size_t tasks_on_calling_thread() const noexcept override;
+  void wait_completion() noexcept override;
+  void shutdown() override;
+
+protected:
+  void submit(TaskState* s) override;
+  void submit_process(TaskState* s) override;
+
+private:
+  static void command_done(ProcessNode* n, ProcessOutcome outcome, void* pool) noexcept;
+  ThreadPool& functions();
+  ThreadPool* functions_if_made() const noexcept;
+
+  std::size_t max_running_;
+  ProcessEngine engine_;
+  std::atomic<std::size_t> commands_{0};  // added and not finished
+  std::mutex idle_mutex_;
+  std::condition_variable idle_cv_;
+  std::mutex functions_mutex_;
+  std::atomic<ThreadPool*> functions_{nullptr};
+  std::unique_ptr<ThreadPool> functions_owner_;
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace pools::detail
