@@ -1,0 +1,63 @@
+// Input sources (::: lists, :::: files, -a files, stdin), --colsep, and the
+// cartesian product that turns them into the argument lists of the jobs.
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <optional>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pools_run {
+
+/// An input that cannot be read (a missing file, too many combinations).
+class InputError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Reads every line of `in`: split on '\n', the newline removed, a last line
+/// without one kept; any byte (including NUL) is kept as it is.
+std::vector<std::string> read_lines(std::istream& in);
+
+/// Reads the lines of a file, or of stdin for "-". Throws InputError naming
+/// the file when it cannot be opened or read.
+std::vector<std::string> read_lines_of(const std::string& path);
+
+/// Splits lines into columns on --colsep. A separator without regular
+/// expression characters (after the escapes \t \n \\) splits literally;
+/// otherwise it is an ECMAScript regular expression.
+class ColumnSplitter {
+public:
+  /// Throws InputError for an empty or invalid regular expression.
+  explicit ColumnSplitter(std::string separator);
+  std::vector<std::string> split(const std::string& line) const;
+
+private:
+  std::string literal_;
+  std::optional<std::regex> regex_;
+};
+
+/// One input source: its values, each already split into columns.
+using Source = std::vector<std::vector<std::string>>;
+
+/// The cartesian product of several sources, first source varying slowest
+/// (as GNU parallel combines ::: a b ::: c d into a c, a d, b c, b d).
+/// The arguments of combination i are the columns of each source's value,
+/// concatenated in source order.
+class Product {
+public:
+  /// Throws InputError when the number of combinations does not fit in 64 bits.
+  explicit Product(std::vector<Source> sources);
+  std::uint64_t size() const noexcept { return size_; }
+  std::vector<std::string> at(std::uint64_t index) const;
+
+private:
+  std::vector<Source> sources_;
+  std::uint64_t size_ = 0;
+};
+
+}  // namespace pools_run

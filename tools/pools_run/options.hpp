@@ -1,0 +1,55 @@
+// The command line of pools-run: GNU parallel's options that pools-run has.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "halt.hpp"
+
+namespace pools_run {
+
+/// A command line that cannot be used; the message says why.
+class UsageError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Where a job's arguments come from, in command-line order.
+struct SourceSpec {
+  enum class Kind { list, file } kind = Kind::list;  // ::: values, or :::: / -a file ("-" = stdin)
+  std::vector<std::string> values;                  // list: the values; file: {path}
+};
+
+struct Options {
+  std::size_t jobs = 0;  // -j; resolved against the core count by parse_options
+  std::string pool = "process";
+  std::chrono::nanoseconds timeout{0};
+  unsigned retries = 0;  // --retries N: at most N attempts in all (0 and 1: one)
+  HaltPolicy halt;
+  bool keep_order = false;
+  bool tag = false;
+  std::string joblog;          // empty: none
+  bool joblog_append = false;  // --joblog +FILE
+  bool resume = false, resume_failed = false;
+  std::string results;  // --results DIR
+  bool dry_run = false;
+  bool bar = false;
+  bool summary = true;  // --no-summary turns it off
+  std::optional<std::string> colsep;
+  std::vector<std::string> command;  // the command template's words
+  std::vector<SourceSpec> sources;   // empty: stdin
+  bool help = false, version = false;
+};
+
+/// Parses argv (without argv[0]). `cores` resolves -j defaults, N% and +N/-N.
+/// Throws UsageError.
+Options parse_options(const std::vector<std::string>& args, std::size_t cores);
+
+/// The --help text.
+std::string usage_text();
+
+}  // namespace pools_run
