@@ -7,6 +7,8 @@
 // run at once in the caller) the PoolCase flags say so.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <pools/pools.hpp>
 
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include <vector>
 
 namespace fs = std::filesystem;
+using pools_test::TempDir;
 
 namespace {
 
@@ -51,6 +54,10 @@ const std::vector<PoolCase>& pool_cases() {
        true, true},
       {"serial pool", "serial", pools::PoolKind::serial,
        [](std::string_view n) -> pools::PoolBase& { return pools::get_serial_pool(n); }, false,
+       true, true},
+      // Runs functions on threads of its own, beside its commands.
+      {"process pool", "process", pools::PoolKind::process,
+       [](std::string_view n) -> pools::PoolBase& { return pools::get_process_pool(n); }, true,
        true, true},
   };
   return cases;
@@ -82,23 +89,6 @@ void require_task_failure(const PoolCase& c, Call&& call, const std::string& mes
     REQUIRE_THROWS_WITH(call(), Catch::Contains(message));
   }
 }
-
-// A directory of our own under the system's temp dir, removed at the end.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& what) {
-    path = fs::temp_directory_path() /
-           ("pools-conformance-" + what + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
 
 int square(int x) { return x * x; }
 
@@ -311,4 +301,24 @@ TEST_CASE("conformance: a task may add tasks to its own pool and wait for them",
       },
       &pool);
   REQUIRE(outer.wait_return() == 285);
+}
+
+TEST_CASE("conformance: add_process runs a command and fails its task when the command fails",
+          "[core][thread][serial][process]") {
+  POOL_UNDER_TEST("add-process");
+  auto shell = pool.add_process("shell", std::string("echo one; echo two"));
+  auto argv = pool.add_process("argv", {"echo", "a b", "$HOME"});
+  REQUIRE(shell.wait_return() == "one\ntwo\n");
+  REQUIRE(argv.wait_return() == "a b $HOME\n");
+  auto failing = pool.add_process("failing", std::string("echo why >&2; exit 3"));
+  try {
+    failing.wait();
+    FAIL("a command that exits 3 did not fail its task");
+  } catch (const pools::ProcessError& e) {
+    CHECK(e.exit_code() == 3);
+    CHECK(e.stderr_text() == "why\n");
+  }
+  CHECK(failing.result().exit_code == 3);
+  pool.wait_completion();
+  REQUIRE(pool.num_active_tasks() == 0);
 }
