@@ -81,14 +81,14 @@ std::string_view HaltPolicy::why_name() const noexcept {
 int exit_status(const HaltPolicy& policy, const Outcome& o) {
   if (o.halted && policy.why == HaltPolicy::Why::success) return 0;
   if (o.failed == 0) return 0;
-  if (o.halted && policy.why == HaltPolicy::Why::fail) {
-    if (policy.percent) {
-      double pct = 100.0 * double(o.failed) / double(std::max<std::uint64_t>(o.total, 1));
-      return std::clamp(static_cast<int>(pct), 1, 100);
-    }
-    if (policy.threshold == 1 && o.halting_exit && *o.halting_exit > 0 && *o.halting_exit < 255)
-      return *o.halting_exit;
+  bool on_fail = policy.when != HaltPolicy::When::never && policy.why == HaltPolicy::Why::fail;
+  if (on_fail && policy.percent) {  // halted or not, as GNU parallel
+    double pct = 100.0 * double(o.failed) / double(std::max<std::uint64_t>(o.total, 1));
+    return std::clamp(static_cast<int>(std::lround(pct)), 1, 100);
   }
+  if (on_fail && o.halted && policy.threshold == 1 && o.halting_exit && *o.halting_exit > 0 &&
+      *o.halting_exit < 255)
+    return *o.halting_exit;
   return o.failed > 100 ? 101 : static_cast<int>(o.failed);
 }
 

@@ -41,8 +41,8 @@ struct Outcome {
 
 /// GNU parallel's exit status: 0 when no job failed (or when a success=
 /// condition halted the run), otherwise the number of failed jobs, 101 for
-/// more than 100; with fail=Y% the percentage failed; with fail=1 the exit
-/// code of the failing job.
+/// more than 100; with fail=Y% (halted or not) the percentage of all jobs
+/// that failed, rounded; with fail=1 the exit code of the failing job.
 int exit_status(const HaltPolicy& policy, const Outcome& o);
 
 /// Exit status for usage and other errors.

@@ -297,7 +297,10 @@ private:
     if (!tasks_.empty()) say(fmt::format("Killing {} running jobs (--halt now,{}).", tasks_.size(), h.why_name()));
     for (auto& t : tasks_) t.cancel();
     for (std::size_t i = 0; i < tasks_.size(); ++i) {
-      tasks_[i].join();
+      try {
+        tasks_[i].wait();  // observes the cancellation, so the pool does not report it
+      } catch (const std::exception&) {
+      }
       ++killed_;
       printer_.pass(running_[i].seq);
     }

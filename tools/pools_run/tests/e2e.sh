@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# End-to-end tests of pools-run: runs the built program on real commands.
+#   POOLS_RUN=build/tools/pools_run/pools-run bash e2e.sh GROUP
+# GROUP: input output joblog halt errors signals pools (or all).
+# Deterministic on a loaded machine: no assertion depends on how long anything
+# takes; where order matters, jobs wait for files that pools-run writes.
+# GNU parallel, when installed, is run beside pools-run for the compatibility
+# checks; without it those checks are skipped, saying so.
+set -u
+P=${POOLS_RUN:?set POOLS_RUN to the pools-run binary}
+group=${1:-all}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pools-run-e2e.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+fails=0
+checks=0
+have_parallel=false
+if command -v parallel >/dev/null 2>&1 && parallel --version 2>/dev/null | grep -q 'GNU parallel'; then
+  have_parallel=true
+fi
+
+check() {  # check NAME EXPECTED ACTUAL
+  checks=$((checks + 1))
+  if [ "$2" == "$3" ]; then
+    echo "ok   $1"
+  else
+    fails=$((fails + 1))
+    echo "FAIL $1"
+    echo "     expected: $(printf %q "$2")"
+    echo "     actual:   $(printf %q "$3")"
+  fi
+}
+check_contains() {  # check_contains NAME NEEDLE HAYSTACK
+  checks=$((checks + 1))
+  if [[ "$3" == *"$2"* ]]; then
+    echo "ok   $1"
+  else
+    fails=$((fails + 1))
+    echo "FAIL $1: $(printf %q "$2") not in:"
+    printf '%s\n' "$3" | head -20 | sed 's/^/     /'
+  fi
+}
+skip() { echo "skip $1"; }
+
+# run_summary ARGS...: runs pools-run; sets out, err (NUL bytes dropped) and rc.
+run_summary() {
+  "$P" "$@" >"$tmp/.out" 2>"$tmp/.err"
+  rc=$?
+  out=$(tr -d '\0' <"$tmp/.out")
+  err=$(tr -d '\0' <"$tmp/.err")
+}
+# run ARGS...: the same without the summary line.
+run() { run_summary --no-summary "$@"; }
+# How many processes have a command line matching the extended regex $1 (write
+# a dot as [.] so that the pattern does not match the grep that looks for it).
+count_procs() {
+  grep -laE "$1" /proc/[0-9]*/cmdline 2>/dev/null | wc -l
+}
+# Waits (at most 120 s) until count_procs $1 reaches $2.
+wait_procs() {
+  local i
+  for i in $(seq 600); do
+    [ "$(count_procs "$1")" -ge "$2" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+test_input() {
+  run -k echo ::: 'a b' '$HOME' "it's" '' '*'
+  check "values arrive literally" $'a b\n$HOME\nit\'s\n\n*' "$out"
+  run -k 'echo $(( {} + 1 ))' ::: 1 2
+  check "unquoted numbers work in arithmetic" $'2\n3' "$out"
+  run -k echo {1}-{2} {#} ::: a b ::: c d
+  check "::: sources combine as a cartesian product" $'a-c 1\na-d 2\nb-c 3\nb-d 4' "$out"
+  printf 'f1\nf 2\n' >args.txt
+  run -k echo {2} {1} ::: x :::: args.txt
+  check ":::: reads a file" $'f1 x\nf 2 x' "$out"
+  run -k -a args.txt echo
+  check "-a reads a file; arguments appended" $'f1\nf 2' "$out"
+  run -k echo +{}+ <<<$'one\ntwo words'
+  check "stdin lines are arguments" $'+one+\n+two words+' "$out"
+  run -k <<<$'echo 1\necho "2  3" | tr 2 x'
+  check "without a command each stdin line is a command" $'1\nx  3' "$out"
+  run -k ::: 'echo a' 'echo b'
+  check "::: values without a command are commands" $'a\nb' "$out"
+  run -k --colsep , echo {2}:{1} <<<$'a,b\nc d,e'
+  check "--colsep splits columns" $'b:a\ne:c d' "$out"
+  run -k --colsep '\t' echo {} <<<$'a\tb c'
+  check "{} with --colsep is every column" $'a b c' "$out"
+  run -k echo {.} {/} {//} {/.} ::: /x/y.tar.gz
+  check "path replacement strings" "/x/y.tar y.tar.gz /x y.tar" "$out"
+  run -k 'echo PARALLEL_SEQ=$PARALLEL_SEQ' ::: a b
+  check "jobs see PARALLEL_SEQ" $'PARALLEL_SEQ=1 a\nPARALLEL_SEQ=2 b' "$out"
+  run echo </dev/null
+  check "empty stdin: exit 0" "0" "$rc"
+  check_contains "empty stdin: says so" "no jobs to run: the input is empty" "$err"
+  run echo :::
+  check "empty ::: list: exit 0" "0" "$rc"
+  # -j: at most N jobs at once (each job holds a file while it runs).
+  mkdir -p slots
+  run -j 2 'touch slots/{}; ls slots | wc -l > count.{}; sleep 0.2; rm slots/{}' ::: $(seq 8)
+  check "-j 2: at most 2 jobs at once" "2" "$(cat count.* | sort -n | tail -1 | awk '{print ($1 <= 2) ? 2 : $1}')"
+  if $have_parallel; then
+    local spec
+    for spec in "echo {} ::: 'a b' \$HOME \"it's\" '' x\\\"y é '~' a=b" \
+                "echo {1} {2} {#} ::: a b ::: c 'd e'" "echo x ::: 'a b' c" \
+                "echo {3} {} ::: a ::: b" "echo {.} {/} {//} {/.} {2/.} ::: /x/y.tar.gz ::: z.c" \
+                "--colsep , echo {2} {1} {} ::: 'a,b c' 'd'"; do
+      eval "parallel --will-cite --dry-run $spec" >"$tmp/gp.out" 2>&1
+      eval "\"\$P\" --dry-run $spec" >"$tmp/pr.out" 2>&1
+      check "--dry-run like GNU parallel: $spec" "$(cat "$tmp/gp.out")" "$(cat "$tmp/pr.out")"
+    done
+  else
+    skip "--dry-run compared with GNU parallel (not installed)"
+  fi
+}
+
+test_output() {
+  # Completion order without -k: job A waits until job B's results are saved.
+  run -j 2 --results res 'if [ {} = A ]; then while [ ! -e res/2/command ]; do sleep 0.05; done; fi; echo {}' ::: A B
+  check "output in completion order" $'B\nA' "$out"
+  rm -rf res
+  run -j 2 -k --results res 'if [ {} = A ]; then while [ ! -e res/2/command ]; do sleep 0.05; done; fi; echo {}' ::: A B
+  check "-k keeps input order" $'A\nB' "$out"
+  check "--results: stdout file" "A" "$(cat res/1/stdout)"
+  check "--results: command file" "$(printf '%s\n' "if [ B = A ]; then while [ ! -e res/2/command ]; do sleep 0.05; done; fi; echo B")" "$(cat res/2/command)"
+  run --results res2 'echo out {}; echo err {} >&2' ::: x
+  check "--results: stderr file" "err x" "$(cat res2/1/stderr)"
+  check "stderr of a job goes to stderr" "err x" "$err"
+  check "stdout of a job goes to stdout" "out x" "$out"
+  run -k 'echo out{}; echo err{} >&2; echo more{}' ::: 1 2
+  check "output is grouped per job" $'out1\nmore1\nout2\nmore2' "$out"
+  run -k --tag 'echo a; echo b' ::: x 'y z'
+  check "--tag prefixes lines with the arguments and a tab" $'x\ta\nx\tb x\ny z\ta\ny z\tb y z' "$out"
+  if $have_parallel; then
+    local gp
+    gp=$(parallel --will-cite -k --tag 'echo a; echo b' ::: x 'y z' ::: 1 2)
+    run -k --tag 'echo a; echo b' ::: x 'y z' ::: 1 2
+    check "--tag like GNU parallel" "$gp" "$out"
+  else
+    skip "--tag compared with GNU parallel (not installed)"
+  fi
+  run --dry-run 'touch ran.{}' ::: 1 2
+  check "--dry-run prints the commands" $'touch ran.1\ntouch ran.2' "$out"
+  check "--dry-run runs nothing" "no" "$([ -e ran.1 ] && echo yes || echo no)"
+  run --bar -k 'echo {}' ::: 1 2 3
+  check_contains "--bar off a terminal: plain progress lines" "pools-run: 100% 3/3 done, 0 running, ETA 0:00" "$err"
+  check "--bar leaves stdout alone" $'1\n2\n3' "$out"
+  if command -v script >/dev/null 2>&1; then
+    script -qec "\"$P\" --no-summary --bar 'echo {}' ::: 1 2 3 >/dev/null" /dev/null >bar.tty 2>&1
+    check_contains "--bar on a terminal draws a bar" "[########################################] 100% 3/3 done" "$(tr '\r' '\n' <bar.tty)"
+  else
+    skip "--bar on a terminal (no script(1))"
+  fi
+  run_summary 'exit {}' ::: 0 0 1
+  check_contains "summary at the end" "pools-run: 2 succeeded, 1 failed, 0 skipped; wall time " "$err"
+  check_contains "summary: commands per second" " commands/s" "$err"
+  run --version
+  check_contains "--version" "pools-run (pools) " "$out"
+  run --help
+  check "--help exits 0" "0" "$rc"
+  check_contains "--help lists options" "--resume-failed" "$out"
+}
+
+joblog_line_re=$'^[0-9]+\t:\t[0-9]+\\.[0-9]{3}\t *[0-9]+\\.[0-9]{3}\t0\t[0-9]+\t-?[0-9]+\t[0-9]+\t'
+joblog_header=$'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand'
+
+test_joblog() {
+  run --joblog log1 -j1 'echo {}; exit {}' ::: 0 1 2
+  check "failed jobs: exit status is their number" "2" "$rc"
+  check "joblog header" "$joblog_header" "$(head -1 log1)"
+  check "joblog lines have GNU parallel's format" "3" "$(tail -n +2 log1 | grep -cE "$joblog_line_re")"
+  check "joblog: seq, host, send, receive, exitval, signal, command" \
+    $'1\t:\t0\t2\t0\t0\techo 0; exit 0\n2\t:\t0\t2\t1\t0\techo 1; exit 1\n3\t:\t0\t2\t2\t0\techo 2; exit 2' \
+    "$(tail -n +2 log1 | cut -f 1,2,5- | sort -n)"
+  run --joblog log2 'kill -9 $$' ::: x
+  check "joblog: a killed job has Exitval 0 and its signal" $'0\t9' "$(tail -1 log2 | cut -f 7,8)"
+  run --joblog log3 --timeout 0.5 'sleep 1000.{}' ::: 777$$
+  check "joblog: a timed-out job has Exitval -1" $'-1\t15' "$(tail -1 log3 | cut -f 7,8)"
+  check_contains "timeout: says so" "This job was killed because it timed out" "$err"
+  run --joblog +log3 'exit 0' ::: y
+  check "--joblog +FILE appends" "3" "$(wc -l <log3)"
+  run --joblog log3 'exit 0' ::: y
+  check "--joblog FILE starts afresh" "2" "$(wc -l <log3)"
+
+  # --retries N: at most N attempts in all (the job succeeds on its second).
+  local attempt='n=$(cat c.{} 2>/dev/null || echo 0); echo $((n + 1)) >c.{}; [ $n -ge 1 ]'
+  run --retries 2 "$attempt" ::: a
+  check "--retries 2: the second attempt succeeds" "0:2" "$rc:$(cat c.a)"
+  run --retries 1 "$attempt" ::: b
+  check "--retries 1: one attempt" "1:1" "$rc:$(cat c.b)"
+
+  # --resume skips every job in the joblog; --resume-failed only the successes.
+  run --joblog log4 'echo {}; exit {}' ::: 0 1 0
+  run -k --resume --joblog log4 'echo {}; exit 0' ::: 0 1 0 5
+  check "--resume runs only the new jobs" "5" "$out"
+  run -k --resume-failed --joblog log4 'echo run {}; exit 0' ::: 0 1 0 5 6
+  check "--resume-failed reruns the failed and new jobs" $'run 1\nrun 6' "$out"
+  run -k --resume-failed --joblog log4 'echo run {}; exit 0' ::: 0 1 0 5 6
+  check "--resume-failed: nothing left" "" "$out"
+  run_summary --resume --joblog log4 'exit 0' ::: 0 1 0 5 6
+  check_contains "summary counts skipped jobs" "0 succeeded, 0 failed, 5 skipped" "$err"
+  run --resume --joblog new.log 'echo {}' ::: a
+  check "--resume with no joblog yet runs everything" "a" "$out"
+
+  if $have_parallel; then
+    # Both ways: GNU parallel resumes from pools-run's joblog, and back.
+    run --joblog pr.log 'echo {}; exit {}' ::: 0 1 0
+    local gp
+    gp=$(parallel --will-cite -k --resume --joblog pr.log 'echo new {}' ::: 0 1 0 7 8)
+    check "parallel --resume skips the jobs in pools-run's joblog" $'new 7\nnew 8' "$gp"
+    gp=$(parallel --will-cite -k --resume-failed --joblog pr.log 'echo again {}' ::: 0 1 0 7 8)
+    check "parallel --resume-failed reruns pools-run's failed job" "again 1" "$gp"
+    parallel --will-cite --joblog gp.log 'echo {}; exit {}' ::: 0 1 0 2 >/dev/null 2>&1
+    run -k --resume-failed --joblog gp.log 'echo again {}' ::: 0 1 0 2 9
+    check "pools-run --resume-failed reads parallel's joblog" $'again 1\nagain 2\nagain 9' "$out"
+    run -k --resume --joblog gp.log 'echo {}' ::: 0 1 0 2 9 10
+    check "pools-run --resume reads parallel's joblog" "10" "$out"
+    # The same jobs give the same joblog columns (times aside).
+    parallel --will-cite -j1 --joblog gp2.log 'echo {}; exit {}' ::: 0 3 'a b' >/dev/null 2>&1
+    run -j1 --joblog pr2.log 'echo {}; exit {}' ::: 0 3 'a b'
+    check "joblog columns as GNU parallel's (first 2 jobs)" \
+      "$(tail -n +2 gp2.log | head -2 | cut -f 1,2,5- | sort -n)" "$(tail -n +2 pr2.log | head -2 | cut -f 1,2,5- | sort -n)"
+    check "joblog header as GNU parallel's" "$(head -1 gp2.log)" "$(head -1 pr2.log)"
+  else
+    skip "joblog compatibility with GNU parallel (not installed)"
+  fi
+}
+
+test_halt() {
+  run -j1 --halt now,fail=1 'touch h1.{}; exit {}' ::: 0 3 0 0
+  check "--halt now,fail=1: exit status of the failing job" "3" "$rc"
+  check "--halt now,fail=1: no job after it" "h1.0 h1.3" "$(echo h1.*)"
+  check_contains "--halt: names the failing job" $'This job failed:\ntouch h1.3; exit 3' "$err"
+  run -j1 --halt soon,fail=2 'echo {}; exit {}' ::: 0 1 2 3 4
+  check "--halt soon,fail=2: exit status = failed jobs" "2" "$rc"
+  check "--halt soon,fail=2: stops after the 2nd failure" $'0\n1\n2' "$out"
+  run -j1 --halt now,success=1 'exit {}' ::: 1 0 5 6
+  check "--halt now,success=1: exit 0" "0" "$rc"
+  run_summary -j1 --halt soon,success=1 'exit {}' ::: 1 0 5 6
+  check_contains "--halt: not started jobs count as skipped" "1 succeeded, 1 failed, 2 skipped (not started after --halt)" "$err"
+  # now kills what runs: the sleeper starts first and never ends on its own.
+  local mark="1000.$$$RANDOM"
+  run -j2 --halt now,fail=1 "if [ {} = slow ]; then sleep $mark; else while ! pgrep -x -f 'sleep ${mark//./[.]}' >/dev/null; do sleep 0.05; done; exit 4; fi" ::: slow fail
+  check "--halt now kills the running jobs" "4:0" "$rc:$(count_procs "${mark//./[.]}")"
+  check_contains "--halt now says it kills" "Killing 1 running jobs" "$err"
+  if $have_parallel; then
+    local spec gp gprc
+    for spec in "--halt soon,fail=2 'echo {}; exit {}' ::: 0 1 2 3 4" "--halt now,fail=1 'exit {}' ::: 0 3 0" \
+                "--halt now,success=1 'exit {}' ::: 1 0 1" "--halt 1 'exit {}' ::: 0 5 0" \
+                "--halt soon,fail=30% 'exit {}' ::: 1 0 1 0 0 0 0" "--halt soon,fail=20% 'exit {}' ::: 1 1 0 0 0 0 0 0 0 0" \
+                "--halt soon,success=2 'exit {}' ::: 1 0 1" "--halt soon,done=2 'exit {}' ::: 1 0 3 0 0"; do
+      gp=$(eval "parallel --will-cite -j1 $spec" 2>/dev/null)
+      gprc=$?
+      out=$(eval "\"\$P\" --no-summary -j1 $spec" 2>/dev/null)
+      rc=$?
+      check "--halt like GNU parallel (output, exit): $spec" "$gp:$gprc" "$out:$rc"
+    done
+  else
+    skip "--halt compared with GNU parallel (not installed)"
+  fi
+}
+
+test_errors() {
+  run "echo 'unterminated {}" ::: a
+  check "unterminated quote: exit 255" "255" "$rc"
+  check_contains "unterminated quote: says so" "unterminated ' quote" "$err"
+  run --bogus echo ::: a
+  check "unknown option: exit 255" "255" "$rc"
+  check_contains "unknown option: says so" "unknown option: --bogus" "$err"
+  run -j x echo ::: a
+  check "bad -j: exit 255" "255" "$rc"
+  printf 'hello\nnot a joblog\n' >foreign.log
+  run --resume --joblog foreign.log echo ::: a
+  check "foreign joblog: exit 255" "255" "$rc"
+  check_contains "foreign joblog: says so" "foreign.log is not a joblog" "$err"
+  check "foreign joblog: left as it was" $'hello\nnot a joblog' "$(cat foreign.log)"
+  run --resume --joblog . echo ::: a
+  check "a directory as joblog: exit 255" "255" "$rc"
+  run :::: /nonexistent/args echo
+  check "missing input file: exit 255" "255" "$rc"
+  check_contains "missing input file: named" "/nonexistent/args" "$err"
+  run_summary -k <<<$'echo one\nno_such_command_pools_run\necho two'
+  check "missing executable: the others run" $'one\ntwo' "$out"
+  check "missing executable: exit 1" "1" "$rc"
+  check_contains "missing executable: the shell says so" "not found" "$err"
+  check_contains "missing executable: accounted for" "2 succeeded, 1 failed" "$err"
+  # Binary junk: bytes 0-255 in many lines, one with a NUL.
+  { printf 'echo before\n'; printf 'x\x01\x02\xff\xfe %%s \x1b[31m\n'; printf 'a\0b\n'
+    head -c 3000 /dev/zero | tr '\0' '\377'; printf '\necho after\n'; } >junk.txt
+  run_summary -k <junk.txt
+  check "binary junk: the good lines run" $'before\nafter' "$out"
+  check "binary junk: exit = failed lines" "3" "$rc"
+  check_contains "binary junk: NUL reported" "NUL byte" "$err"
+  check_contains "binary junk: every line accounted for" "2 succeeded, 3 failed, 0 skipped" "$err"
+  # A line longer than the kernel takes in one argument, and one that fits.
+  { head -c 300000 /dev/zero | tr '\0' 'a'; printf '\necho fine\n'; } >long.txt
+  run_summary -k <long.txt
+  check "very long line: the others run" "fine" "$out"
+  check_contains "very long line: reported" "bytes long" "$err"
+  check_contains "very long line: accounted for" "1 succeeded, 1 failed" "$err"
+  head -c 100000 /dev/zero | tr '\0' 'b' >wide.txt
+  run 'printf %s {} | wc -c' <wide.txt
+  check "a 100 kB argument arrives whole" "100000" "$(echo $out)"
+  run --pool multiprocess echo ::: a
+  check "--pool multiprocess: exit 255" "255" "$rc"
+  check_contains "--pool multiprocess: not in this build" "not available in this build" "$err"
+  run --pool nosuch echo ::: a
+  check_contains "--pool unknown: lists the kinds" "known: process, thread" "$err"
+  run --resume echo ::: a
+  check "--resume without --joblog: exit 255" "255" "$rc"
+  run 'exit 1' ::: $(seq 150)
+  check "more than 100 failed: exit 101" "101" "$rc"
+}
+
+# signal_test SIGNAL: pools-run with 100 sleeping jobs gets SIGNAL; nothing is left.
+signal_test() {
+  local sig=$1 mark="1000.$$$RANDOM" pat pid
+  pat=${mark//./[.]}  # matches the 100 shells and their 100 sleeps
+  # A background job of a non-interactive shell ignores SIGINT; perl restores it.
+  perl -e '$SIG{INT} = $SIG{TERM} = "DEFAULT"; exec @ARGV' -- \
+    "$P" --no-summary -j 100 "sleep $mark; : {}" ::: $(seq 100) >/dev/null 2>&1 &
+  pid=$!
+  if ! wait_procs "$pat" 200; then
+    echo "FAIL $sig: the 100 jobs did not all start ($(count_procs "$pat") processes)"
+    fails=$((fails + 1))
+    kill -KILL "$pid" 2>/dev/null
+    return
+  fi
+  kill -"$sig" "$pid"
+  wait "$pid"
+  local status=$?
+  local left
+  for _ in $(seq 50); do
+    left=$(count_procs "$pat")
+    [ "$left" = 0 ] && break
+    sleep 0.2
+  done
+  check "$sig to pools-run running 100 jobs: no process left behind" "0" "$left"
+  check "$sig: pools-run dies of the signal" "$((128 + $(kill -l "$sig")))" "$status"
+}
+
+test_signals() {
+  signal_test INT
+  signal_test TERM
+}
+
+test_pools() {
+  local kind
+  for kind in process thread serial; do
+    run -k --pool "$kind" -j 2 'echo {}; exit {}' ::: 0 1 0
+    check "--pool $kind: runs the jobs" $'0\n1\n0:1' "$out:$rc"
+  done
+  run --pool cluster echo ::: a
+  check "--pool cluster: exit 255 in this build" "255" "$rc"
+  run --pool thread --timeout 0.5 'sleep 1000.{}' ::: 888$$
+  check "--pool thread: --timeout" "1" "$rc"
+}
+
+case "$group" in
+  all) for g in input output joblog halt errors signals pools; do "test_$g"; done ;;
+  input | output | joblog | halt | errors | signals | pools) "test_$group" ;;
+  *) echo "unknown group: $group" >&2; exit 2 ;;
+esac
+echo "$group: $checks checks, $fails failed"
+[ "$fails" -eq 0 ]

@@ -192,6 +192,8 @@ TEST_CASE("exit status as GNU parallel") {
   CHECK(exit_status(HaltPolicy::parse("now,success=1"), tally(1, 3, 9, true)) == 0);
   CHECK(exit_status(HaltPolicy::parse("soon,fail=20%"), tally(0, 2, 10, true)) == 20);
   CHECK(exit_status(HaltPolicy::parse("soon,fail=1%"), tally(999, 1, 1000, true)) == 1);
+  CHECK(exit_status(HaltPolicy::parse("soon,fail=30%"), tally(5, 2, 7, false)) == 29);
+  CHECK(exit_status(HaltPolicy::parse("soon,success=2"), tally(1, 2, 3, false)) == 2);
 }
 
 namespace {
