@@ -170,7 +170,7 @@ TEST_CASE("commands: a non-zero exit fails the task with check on and not with c
     CHECK_FALSE(e.timed_out());
     CHECK(e.command() == joined(argv));
     CHECK(e.stderr_text() == "error text " + std::to_string(code));
-    CHECK_THAT(std::string(e.what()), Contains(std::to_string(code)));
+    CHECK_THAT(std::string(e.what()), Contains(std::to_string(code)) && Contains(e.command()));
     CHECK_THROWS_AS(checked.wait_return(), pools::ProcessError);
     // result() tells what happened instead of throwing.
     REQUIRE_NOTHROW(checked.result());
@@ -204,6 +204,7 @@ TEST_CASE("commands: a command killed by a signal reports the signal", "[process
     CHECK(e.signal() == sig);
     CHECK(e.exit_code() == -1);
     CHECK_FALSE(e.timed_out());
+    CHECK_THAT(std::string(e.what()), Contains(std::to_string(sig)) && Contains(e.command()));
     CHECK(t.result().signal == sig);
     CHECK(t.result().exit_code == -1);
 
@@ -420,6 +421,7 @@ TEST_CASE("commands: a timeout kills the command and its grandchild", "[process]
     CHECK(std::chrono::steady_clock::now() - start < 30s);
     auto e = process_error_of([&] { t.wait(); });
     CHECK(e.timed_out());
+    CHECK_THAT(std::string(e.what()), Contains("time", Catch::CaseSensitive::No));
     CHECK(t.result().timed_out);
     CHECK(t.result().signal == SIGTERM);
     CHECK(t.result().exit_code == -1);
@@ -546,6 +548,48 @@ TEST_CASE("commands: cancel() stops a running command and its grandchild", "[pro
   CHECK(t.result().signal != 0);
   CHECK_FALSE(t.cancel());  // already finished
   REQUIRE(pool.add_process("after", helper({"echo", "next"})).wait_return() == "next\n");
+}
+
+TEST_CASE("commands: invalid arguments make add_process throw pools::Error at once", "[process]") {
+  COMMAND_POOL("invalid");
+  auto active = pool.num_active_tasks();
+  auto throws = [&](auto&& command, pools::ProcessOptions options) {
+    REQUIRE_THROWS_AS(pool.add_process("invalid", command, options), pools::Error);
+  };
+  throws(std::vector<std::string>{}, {});
+  throws(std::vector<std::string>{"echo", std::string("nul\0byte", 8)}, {});
+  throws(std::string("echo nul\0byte", 13), {});
+  pools::ProcessOptions negative;
+  negative.timeout = -1s;
+  throws(helper({"echo"}), negative);
+  for (std::string name : {std::string(), std::string("A=B"), std::string("N\0UL", 4)}) {
+    INFO("variable name '" << name << "'");
+    pools::ProcessOptions bad_env;
+    bad_env.env[name] = "x";
+    throws(helper({"echo"}), bad_env);
+  }
+  REQUIRE(pool.num_active_tasks() == active);  // nothing was queued
+}
+
+TEST_CASE("commands: 200 commands leave no zombie and no extra descriptor", "[process]") {
+  COMMAND_POOL("reaped");
+  (void)pool.add_process("warm-up", {"true"}).result();
+  pool.wait_completion();
+  auto fds_before = pools_test::open_fds();
+  std::vector<pools::ProcessTask> tasks;
+  pools::ProcessOptions unchecked;
+  unchecked.check = false;
+  for (int i = 0; i < 200; ++i)
+    tasks.push_back(i % 2 ? pool.add_process("shell", std::string("echo x; exit 1"), unchecked)
+                          : pool.add_process("argv", helper({"output", "1000", "1000"})));
+  pool.wait_completion();
+  std::set<long> pids;
+  for (auto& t : tasks) {
+    REQUIRE(t.iscompleted());
+    pids.insert(t.result().pid);
+  }
+  tasks.clear();
+  pools_test::require_reaped_and_closed(pids, fds_before);
 }
 
 TEST_CASE("commands: the serial pool runs the command before add_process returns", "[process][serial]") {

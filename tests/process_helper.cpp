@@ -33,6 +33,14 @@
 //                                    run N "HELPER grandchild RECORD 300" commands on
 //                                    a process pool, print "ready" once all N
 //                                    grandchildren exist, then wait for the commands
+//   keep-disposition HOW HELPER RECORD STOP
+//                                    set SIGINT to HOW (ignore, or handler: one of
+//                                    our own) before using pools; run one
+//                                    "HELPER grandchild RECORD 300"; print "ready";
+//                                    when the file STOP exists or our handler ran,
+//                                    say so and whether the command still runs
+//   running-at-exit FILE             start a command that writes "done" to FILE
+//                                    after a moment, and return from main at once
 //   unobserved KIND                  add a failing command named doomed-command to a
 //                                    pool of KIND (process, thread, serial); return
 //   unobserved-shutdown KIND         the same, keeping the handle, then shutdown()
@@ -300,6 +308,20 @@ pools::PoolBase& pool_of_kind(const std::string& kind) {
   die("unknown pool kind " + kind);
 }
 
+volatile sig_atomic_t got_sigint = 0;
+void on_sigint(int) { got_sigint = 1; }
+
+// Waits until `record` has n lines; dies when the commands that write it ended first.
+void wait_for_record(const std::string& record, std::size_t n,
+                     const std::vector<pools::ProcessTask>& tasks) {
+  for (int i = 0; i < 120 * 200 && line_count(record) < n; ++i) {
+    for (auto& t : tasks)
+      if (t.iscompleted()) die("a sleeper ended early: " + t.result().stderr_text);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (line_count(record) < n) die("the sleepers did not start");
+}
+
 int run_parent_mode(const std::string& mode, int argc, char** argv) {
   auto arg = [&](int i) -> std::string {
     if (i >= argc) die("mode " + mode + " needs argument " + std::to_string(i));
@@ -319,16 +341,40 @@ int run_parent_mode(const std::string& mode, int argc, char** argv) {
       tasks.push_back(pool.add_process("sleeper " + std::to_string(i), cmd, options));
     }
     // Every command runs once its line is in the record (max_running == n).
-    for (int i = 0; i < 120 * 200 && line_count(record) < static_cast<std::size_t>(n); ++i) {
-      for (auto& t : tasks)
-        if (t.iscompleted()) die("a sleeper ended early: " + t.result().stderr_text);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    if (line_count(record) < static_cast<std::size_t>(n)) die("the sleepers did not start");
+    wait_for_record(record, static_cast<std::size_t>(n), tasks);
     out("ready");
     for (auto& t : tasks) t.join();
     out("not interrupted");
     return 1;
+  }
+  if (mode == "keep-disposition") {
+    std::string how = arg(2), helper = arg(3), record = arg(4), stop = arg(5);
+    if (how == "ignore") {
+      ::signal(SIGINT, SIG_IGN);
+    } else {
+      struct sigaction sa {};
+      sa.sa_handler = on_sigint;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(SIGINT, &sa, nullptr);
+    }
+    auto& pool = pools::get_process_pool("keeping", 1);
+    std::vector<pools::ProcessTask> tasks{
+        pool.add_process("sleeper", {helper, "grandchild", record, "300"})};
+    wait_for_record(record, 1, tasks);
+    out("ready");
+    while (!exists(stop) && !got_sigint) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (got_sigint) out("own handler ran");
+    out(tasks[0].iscompleted() ? "command was stopped" : "command still running");
+    tasks[0].cancel();
+    tasks[0].join();
+    return 0;
+  }
+  if (mode == "running-at-exit") {
+    std::string file = arg(2);
+    (void)pools::get_process_pool("at-exit", 1)
+        .add_process("late writer", "sleep 0.3; echo done > '" + file + "'");
+    out("main returns");
+    return 0;
   }
   if (mode == "unobserved" || mode == "unobserved-shutdown") {
     auto& pool = pool_of_kind(arg(2));

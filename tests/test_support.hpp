@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include <pools/pools.hpp>
 
 namespace pools_test {
@@ -232,6 +234,22 @@ inline std::set<int> inheritable_fds() {
     if (fd > 2 && flags >= 0 && !(flags & FD_CLOEXEC)) fds.insert(fd);
   }
   return fds;
+}
+
+// Checks that no process of `pids` (commands that finished) is a zombie, that
+// soon no child of ours is, and that no descriptor beyond `fds_before` stays open.
+inline void require_reaped_and_closed(const std::set<long>& pids, const std::set<int>& fds_before) {
+  for (long z : zombie_children()) {
+    INFO("zombie child " << z);
+    CHECK(pids.count(z) == 0);
+  }
+  CHECK(wait_until([] { return zombie_children().empty(); }, std::chrono::seconds(10)));
+  auto fds_after = open_fds();
+  std::string extra;
+  for (int fd : fds_after)
+    if (!fds_before.count(fd)) extra += std::to_string(fd) + " ";
+  INFO("descriptors opened and not closed: " << extra);
+  REQUIRE(fds_after.size() <= fds_before.size());
 }
 
 }  // namespace pools_test
