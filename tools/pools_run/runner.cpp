@@ -198,6 +198,7 @@ public:
     while (true) {
       while (!halting_ && tasks_.size() < slots_ && index < jobs_.size()) start(++index);
       if (tasks_.empty()) break;
+      update_progress();
       auto i = pools::wait_any(tasks_);
       auto task = std::move(tasks_[i]);
       auto job = std::move(running_[i]);
@@ -208,6 +209,7 @@ public:
     for (; index < jobs_.size(); ++index)
       if (!done_.done(index + 1, opts_.resume_failed)) ++not_started_;
     printer_.flush_all();
+    update_progress();
     progress_.finish();
     if (opts_.summary) print_summary(Clock::now() - t0);
     Outcome o{succeeded_, failed_, to_run_, halting_, halting_exit_};
@@ -242,7 +244,6 @@ private:
       try {
         tasks_.push_back(pool_->add_process("job " + std::to_string(seq), job.command, std::move(po)));
         running_.push_back(std::move(job));
-        update_progress();
         return;
       } catch (const std::exception& e) {
         job.problem = e.what();
@@ -275,7 +276,6 @@ private:
     check_halt(job);
     joblog_.write(job);
     if (!opts_.results.empty()) save_results(opts_.results, job, results_warned_);
-    update_progress();
     printer_.add(std::move(job));
   }
 
