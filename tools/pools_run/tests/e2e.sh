@@ -314,13 +314,15 @@ test_errors() {
   check "more than 100 failed: exit 101" "101" "$rc"
 }
 
-# signal_test SIGNAL: pools-run with 100 sleeping jobs gets SIGNAL; nothing is left.
+# signal_test SIGNAL [OPTIONS]: pools-run with 100 sleeping jobs gets SIGNAL;
+# nothing is left.
 signal_test() {
   local sig=$1 mark="1000.$$$RANDOM" pat pid
+  shift
   pat=${mark//./[.]}  # matches the 100 shells and their 100 sleeps
   # A background job of a non-interactive shell ignores SIGINT; perl restores it.
   perl -e '$SIG{INT} = $SIG{TERM} = "DEFAULT"; exec @ARGV' -- \
-    "$P" --no-summary -j 100 "sleep $mark; : {}" ::: $(seq 100) >/dev/null 2>&1 &
+    "$P" --no-summary -j 100 "$@" "sleep $mark; : {}" ::: $(seq 100) >/dev/null 2>&1 &
   pid=$!
   if ! wait_procs "$pat" 200; then
     echo "FAIL $sig: the 100 jobs did not all start ($(count_procs "$pat") processes)"
@@ -337,13 +339,15 @@ signal_test() {
     [ "$left" = 0 ] && break
     sleep 0.2
   done
-  check "$sig to pools-run running 100 jobs: no process left behind" "0" "$left"
-  check "$sig: pools-run dies of the signal" "$((128 + $(kill -l "$sig")))" "$status"
+  check "$sig to pools-run${*:+ $*} running 100 jobs: no process left behind" "0" "$left"
+  check "$sig to pools-run${*:+ $*}: it dies of the signal" "$((128 + $(kill -l "$sig")))" "$status"
 }
 
 test_signals() {
   signal_test INT
   signal_test TERM
+  signal_test INT --pool thread
+  signal_test INT --halt now,fail=1 -k --joblog sig.log
 }
 
 test_pools() {
