@@ -154,6 +154,28 @@ struct Finished {
   std::string out;
 };
 
+// A new empty file in /tmp, removed at exit.
+std::string temp_file() {
+  static std::vector<std::string> made;
+  char tmpl[] = "/tmp/process_bench.XXXXXX";
+  const int fd = mkstemp(tmpl);
+  if (fd < 0) fail_errno("mkstemp");
+  close(fd);
+  if (made.empty())
+    std::atexit([] {
+      for (auto& f : made) unlink(f.c_str());
+    });
+  made.push_back(tmpl);
+  return tmpl;
+}
+
+// The stderr of the external programs (pools-run prints a summary there):
+// shown only when a run fails.
+const std::string& stderr_file() {
+  static const std::string path = temp_file();
+  return path;
+}
+
 Finished run_program(std::vector<std::string> args, const std::string& stdin_path) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) fail_errno("pipe2");
@@ -161,6 +183,7 @@ Finished run_program(std::vector<std::string> args, const std::string& stdin_pat
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, stdin_path.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  posix_spawn_file_actions_addopen(&fa, 2, stderr_file().c_str(), O_WRONLY | O_TRUNC, 0);
   auto argv = c_argv(args);
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
@@ -177,24 +200,21 @@ double time_program(const std::string& who, Workload w, int n, std::vector<std::
   const auto t0 = Clock::now();
   Finished f = run_program(std::move(args), stdin_path);
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (f.status != 0) fail(who + ": " + status_text(f.status));
+  if (f.status != 0) {
+    std::ifstream err(stderr_file());
+    std::stringstream text;
+    text << err.rdbuf();
+    fail(who + ": " + status_text(f.status) + "; its stderr:\n" + text.str());
+  }
   check_output(who, w, f.out, n);
   return s;
 }
 
 // Input for xargs: the numbers 1..n, one a line, in a temporary file.
 const std::string& numbers_file(int n) {
-  static std::string path;
+  static const std::string path = temp_file();
   static int written = -1;
   if (written != n) {
-    if (path.empty()) {
-      char tmpl[] = "/tmp/process_bench.XXXXXX";
-      const int fd = mkstemp(tmpl);
-      if (fd < 0) fail_errno("mkstemp");
-      close(fd);
-      path = tmpl;
-      std::atexit([] { unlink(path.c_str()); });
-    }
     std::ofstream f(path, std::ios::trunc);
     for (auto& s : numbers(n)) f << s << '\n';
     if (!f.flush()) fail("cannot write " + path);
