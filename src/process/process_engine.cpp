@@ -233,6 +233,8 @@ struct ProcessEngine::Impl {
   void settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
   void notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
   void terminate_all() noexcept;
+  void acknowledge_termination() noexcept;
+  void release_held_if_alive(int seen_raised) noexcept;
   void watch_wake();
 
   std::string name;
@@ -251,6 +253,8 @@ struct ProcessEngine::Impl {
   // Engine thread only.
   std::deque<std::pair<ProcessNode*, bool>> queue;  // node, claim
   std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;
+  std::vector<ProcessNode*> held;  // finished while terminating (see job_done)
+  asio::steady_timer held_timer{io};
 
   // Any thread.
   std::atomic<std::size_t> size{0};
@@ -519,7 +523,35 @@ void ProcessEngine::Impl::job_done(const std::shared_ptr<Job>& job) {
     launch(n);
     return;
   }
+  if (terminating) {
+    // The program is about to end by the signal: completing these tasks now
+    // would only race the end with wait()s that throw.
+    held.push_back(n);
+    if (running.empty()) acknowledge_termination();
+    return;
+  }
   settle_and_notify(n, settle(*n, {}, interrupted));
+}
+
+// Every command of this engine is gone: let the signal be raised again. The
+// held tasks complete only if the program outlives that (a handler of its own
+// replaced ours): checked twice, a second apart, after the signal was raised.
+void ProcessEngine::Impl::acknowledge_termination() noexcept {
+  if (termination_acknowledged) return;
+  termination_acknowledged = true;
+  termination_handled();
+  release_held_if_alive(0);
+}
+
+void ProcessEngine::Impl::release_held_if_alive(int seen_raised) noexcept {
+  held_timer.expires_after(std::chrono::seconds(1));
+  held_timer.async_wait([this, seen_raised](const boost::system::error_code& ec) {
+    if (ec) return;
+    const int seen = seen_raised + (termination_raised() ? 1 : 0);
+    if (seen < 2) return release_held_if_alive(seen);
+    for (ProcessNode* n : std::exchange(held, {}))
+      settle_and_notify(n, settle(*n, {}, n->interrupt_requested.load()));
+  });
 }
 
 // Hands the outcome to whoever waits, drops the engine's reference.
@@ -534,10 +566,7 @@ void ProcessEngine::Impl::notify(ProcessNode* n, ProcessOutcome outcome) noexcep
 
 void ProcessEngine::Impl::settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept {
   notify(n, outcome);
-  if (terminating && running.empty() && !termination_acknowledged) {
-    termination_acknowledged = true;
-    termination_handled();
-  }
+  if (terminating && running.empty()) acknowledge_termination();
   pump();
 }
 
@@ -566,8 +595,7 @@ void ProcessEngine::Impl::terminate_all() noexcept {
   diag("engine '{}': termination signal; stopping {} commands", name, running.size());
   // Queued commands are not started: the program is about to end.
   if (running.empty()) {
-    termination_acknowledged = true;
-    termination_handled();
+    acknowledge_termination();
     return;
   }
   for (auto& [node, job] : running) job->terminate();

@@ -16,9 +16,11 @@ constexpr int watched_signals[] = {SIGINT, SIGTERM, SIGHUP};
 std::atomic<int> wake_fds[max_watchers];
 std::atomic<int> pending_signal{0};
 std::atomic<int> engines_busy{0};  // engines still terminating their commands
+std::atomic<bool> raised{false};   // the signal was raised again
 std::once_flag install_once;
 
 void raise_default(int sig) noexcept {
+  raised.store(true, std::memory_order_release);
   std::signal(sig, SIG_DFL);
   ::kill(::getpid(), sig);
 }
@@ -75,6 +77,8 @@ int watch_termination_signals(int wake_fd) noexcept {
 void forget_termination_signals(int slot) noexcept {
   if (slot >= 0 && slot < max_watchers) wake_fds[slot].store(-1, std::memory_order_release);
 }
+
+bool termination_raised() noexcept { return raised.load(std::memory_order_acquire); }
 
 int pending_termination_signal() noexcept { return pending_signal.load(std::memory_order_acquire); }
 

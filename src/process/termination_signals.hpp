@@ -18,6 +18,9 @@ void forget_termination_signals(int slot) noexcept;
 /// The termination signal that arrived, or 0.
 int pending_termination_signal() noexcept;
 
+/// True once the signal was raised again (the program should be ending).
+bool termination_raised() noexcept;
+
 /// An engine has terminated its commands. When the last one has, the signal
 /// is raised again with its default action. A second signal of the same kind
 /// does not wait for the engines.
