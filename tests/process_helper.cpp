@@ -29,9 +29,10 @@
 // that itself uses pools to run commands, for the tests that signal such a
 // program or watch what it reports at exit:
 //
-//   interrupt HELPER RECORD N [ignore-term]
+//   interrupt KIND HELPER RECORD N [ignore-term]
 //                                    run N "HELPER grandchild RECORD 300" commands on
-//                                    a process pool, print "ready" once all N
+//                                    a pool of KIND (process, thread: N at once;
+//                                    serial: N must be 1), print "ready" once all N
 //                                    grandchildren exist, then wait for the commands
 //   keep-disposition HOW HELPER RECORD STOP
 //                                    set SIGINT to HOW (ignore, or handler: one of
@@ -301,11 +302,25 @@ std::size_t line_count(const std::string& path) {
   return n;
 }
 
-pools::PoolBase& pool_of_kind(const std::string& kind) {
-  if (kind == "process") return pools::get_process_pool("parent-process", 2);
-  if (kind == "thread") return pools::get_thread_pool("parent-thread", 2);
+pools::PoolBase& pool_of_kind(const std::string& kind, std::size_t size = 2) {
+  if (kind == "process") return pools::get_process_pool("parent-process", size);
+  if (kind == "thread") return pools::get_thread_pool("parent-thread", size);
   if (kind == "serial") return pools::get_serial_pool("parent-serial");
   die("unknown pool kind " + kind);
+}
+
+// Waits until every task finished, in a way a signal can interrupt.
+// Under ThreadSanitizer a signal that arrives while the thread is blocked in a
+// call TSan does not intercept (pools waits in a raw futex syscall) is handled
+// only when that thread next enters one it does: never, for join() on a command
+// that runs for minutes. There the parent waits in nanosleep, which TSan knows.
+void wait_interruptibly(const std::vector<pools::ProcessTask>& tasks) {
+#if defined(__SANITIZE_THREAD__)
+  for (auto& t : tasks)
+    while (!t.iscompleted()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+#else
+  for (auto& t : tasks) t.join();
+#endif
 }
 
 volatile sig_atomic_t got_sigint = 0;
@@ -328,10 +343,10 @@ int run_parent_mode(const std::string& mode, int argc, char** argv) {
     return argv[i];
   };
   if (mode == "interrupt") {
-    std::string helper = arg(2), record = arg(3);
-    long n = number(arg(4).c_str());
-    bool ignoring = argc > 5 && std::strcmp(argv[5], "ignore-term") == 0;
-    auto& pool = pools::get_process_pool("interrupted", static_cast<std::size_t>(n));
+    std::string helper = arg(3), record = arg(4);
+    long n = number(arg(5).c_str());
+    bool ignoring = argc > 6 && std::strcmp(argv[6], "ignore-term") == 0;
+    auto& pool = pool_of_kind(arg(2), static_cast<std::size_t>(n));
     pools::ProcessOptions options;
     options.kill_grace = std::chrono::milliseconds(500);
     std::vector<pools::ProcessTask> tasks;
@@ -343,7 +358,7 @@ int run_parent_mode(const std::string& mode, int argc, char** argv) {
     // Every command runs once its line is in the record (max_running == n).
     wait_for_record(record, static_cast<std::size_t>(n), tasks);
     out("ready");
-    for (auto& t : tasks) t.join();
+    wait_interruptibly(tasks);
     out("not interrupted");
     return 1;
   }

@@ -372,26 +372,32 @@ TEST_CASE("process pool: wait_on_all_pools and close_pools wait for commands", "
   REQUIRE(pool.accepting());
 }
 
-TEST_CASE("process pool: Ctrl-C or SIGTERM to a program using it leaves no process behind",
+TEST_CASE("process pool: Ctrl-C or SIGTERM to a program running commands leaves no process behind",
           "[process][signal]") {
   REQUIRE_HELPERS();
   TempDir dir("interrupt");
   std::string record = dir / "record";
   int sig = GENERATE(SIGINT, SIGTERM);
   bool stubborn = GENERATE(false, true);
-  INFO("signal " << sig << (stubborn ? ", commands ignoring SIGTERM" : ""));
-  std::vector<std::string> args{"interrupt", pools_test::process_helper(), record, "3"};
+  // Commands run by any pool, not only the process pool's.
+  std::string kind = GENERATE("process", "thread", "serial");
+  INFO("signal " << sig << (stubborn ? ", commands ignoring SIGTERM" : "") << ", " << kind
+                 << " pool");
+#if defined(__SANITIZE_THREAD__)
+  // The serial pool's caller waits for its command inside add_process, in a
+  // call TSan does not intercept: TSan defers the signal (see process_helper.cpp).
+  if (kind == "serial") return;
+#endif
+  std::size_t n = kind == "serial" ? 1 : 3;
+  std::vector<std::string> args{"interrupt", kind, pools_test::process_helper(), record,
+                                std::to_string(n)};
   if (stubborn) args.push_back("ignore-term");
-  fs::remove(record);
   RecordedProcesses procs;
   {
     Child parent(args);
-    bool ready = parent.read_until("ready\n");
-    INFO(parent.describe());
-    REQUIRE(ready);
-    // 3 commands and their 3 grandchildren, all running now.
-    REQUIRE(procs.read(record, 3));
-    REQUIRE(procs.seen.size() == 6);
+    // n commands and their n grandchildren, all running now.
+    REQUIRE(procs.read(record, n));
+    REQUIRE(procs.seen.size() == 2 * n);
     parent.signal(sig);
     REQUIRE(parent.finish());
     INFO(parent.describe());
