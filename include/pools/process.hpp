@@ -92,6 +92,7 @@ public:
   /// Waits, then returns what the command did; does not throw for a non-zero
   /// exit, a signal or a timeout. Throws the task's failure when the command
   /// never ran (it could not start, or was cancelled before it started).
+  /// Counts as looking at a failure: it is not reported at shutdown.
   const ProcessResult& result() const;
 
 private:

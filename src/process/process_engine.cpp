@@ -154,19 +154,25 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
   return out;
 }
 
-// The Boost.Process extension that sets up the child between vfork and exec.
-// It runs in the vfork child, which shares our memory: only system calls
-// here, and failures are reported through this object's fields.
+// What the child reports through its error pipe when it cannot run the command.
+enum class ChildStep : int { exec, setpgid, dup2, chdir };
+struct ChildFailure {
+  int error;
+  ChildStep step;
+};
+
+// The Boost.Process extension that sets up the child between vfork and exec,
+// and execs the command itself. It runs in the vfork child, which shares our
+// memory: only system calls here. A failure goes to the error pipe (the same
+// under vfork and fork, which ThreadSanitizer substitutes for vfork): it stays
+// empty and closes on a successful exec (O_CLOEXEC).
 struct ChildSetup : bp::extend::handler {
   const char* exe = nullptr;
   char** argv = nullptr;
-  char** envp = nullptr;  // null: ours
+  char** envp = nullptr;
   const char* cwd = nullptr;
-  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1, error_fd = -1;
   pid_t parent = 0;
-  // Written by the child before it exits with 127.
-  int child_errno = 0;
-  const char* child_step = nullptr;
   // The pid Boost.Process gives up on when it reports an error (to reap it).
   pid_t failed_pid = -1;
 
@@ -174,14 +180,14 @@ struct ChildSetup : bp::extend::handler {
   void on_setup(Executor& e) {
     e.exe = exe;
     e.cmd_line = argv;
-    if (envp) e.env = envp;
+    e.env = envp;
   }
 
   template <class Executor>
   void on_exec_setup(Executor&) {
     // Own process group: the whole command can be signalled at once, and a
     // Ctrl-C at the terminal reaches only us, who then decide.
-    if (::setpgid(0, 0) != 0) fail("setpgid");
+    if (::setpgid(0, 0) != 0) fail(ChildStep::setpgid);
     // Die with us, even when we are killed with SIGKILL.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
@@ -201,8 +207,10 @@ struct ChildSetup : bp::extend::handler {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0)
-      fail("dup2");
-    if (cwd && ::chdir(cwd) != 0) fail("chdir");
+      fail(ChildStep::dup2);
+    if (cwd && ::chdir(cwd) != 0) fail(ChildStep::chdir);
+    ::execve(exe, argv, envp);
+    fail(ChildStep::exec);
   }
 
   template <class Executor>
@@ -210,12 +218,25 @@ struct ChildSetup : bp::extend::handler {
     failed_pid = e.pid;
   }
 
-  void fail(const char* step) {
-    child_errno = errno;
-    child_step = step;
+  [[noreturn]] void fail(ChildStep step) {
+    const ChildFailure f{errno, step};
+    [[maybe_unused]] auto n = ::write(error_fd, &f, sizeof f);
     ::_exit(127);
   }
 };
+
+// Why a child could not run its command, for the task's error.
+std::string describe_child_failure(const ChildFailure& f, const std::string& exe,
+                                   const ProcessOptions& o) {
+  const char* why = std::strerror(f.error);
+  switch (f.step) {
+    case ChildStep::exec: return fmt::format("cannot execute '{}': {}", exe, why);
+    case ChildStep::chdir: return fmt::format("cannot change directory to '{}': {}", o.cwd, why);
+    case ChildStep::setpgid: return fmt::format("cannot make a process group: {}", why);
+    case ChildStep::dup2: return fmt::format("cannot set up stdin/stdout/stderr: {}", why);
+  }
+  return why;
+}
 
 }  // namespace
 
@@ -314,9 +335,9 @@ void ProcessEngine::Impl::launch(ProcessNode* n) {
   std::string exe = find_on_path(n->spec.argv[0], o, why);
   if (exe.empty()) return fail_to_start(why);
 
-  Fd out_r, out_w, err_r, err_w, in_r, in_w;
+  Fd out_r, out_w, err_r, err_w, in_r, in_w, error_r, error_w;
   if (!make_pipe(out_r, out_w) || (!o.merge_stderr && !make_pipe(err_r, err_w)) ||
-      (o.stdin_text && !make_pipe(in_r, in_w)))
+      (o.stdin_text && !make_pipe(in_r, in_w)) || !make_pipe(error_r, error_w))
     return fail_to_start(fmt::format("cannot make a pipe: {}", std::strerror(errno)));
 
   std::vector<std::string> argv_strings = n->spec.argv;
@@ -327,28 +348,32 @@ void ProcessEngine::Impl::launch(ProcessNode* n) {
   ChildSetup setup;
   setup.exe = exe.c_str();
   setup.argv = argv.data();
-  setup.envp = env_strings.empty() && !o.replace_env ? nullptr : envp.data();
+  setup.envp = env_strings.empty() && !o.replace_env ? environ : envp.data();
   setup.cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
   setup.stdin_fd = o.stdin_text ? in_r.fd : null_fd.fd;
   setup.stdout_fd = out_w.fd;
   setup.stderr_fd = o.merge_stderr ? out_w.fd : err_w.fd;
+  setup.error_fd = error_w.fd;
   setup.parent = ::getpid();
 
   std::error_code ec;
   r.started = std::chrono::system_clock::now();
   job->spawned = Clock::now();
   bp::child child(setup, bp::posix::use_vfork, ec);
-  if (ec || setup.child_step) {
-    const pid_t dead = setup.failed_pid > 0 ? setup.failed_pid : (child.valid() ? child.id() : -1);
-    if (child.valid()) child.detach();
-    if (dead > 0) ::waitpid(dead, nullptr, 0);  // it has exited already (vfork)
-    if (setup.child_step && std::strcmp(setup.child_step, "chdir") == 0)
-      return fail_to_start(fmt::format("cannot change directory to '{}': {}", o.cwd,
-                                       std::strerror(setup.child_errno)));
-    if (setup.child_step)
-      return fail_to_start(fmt::format("{} failed in the child: {}", setup.child_step,
-                                       std::strerror(setup.child_errno)));
-    return fail_to_start(fmt::format("cannot execute '{}': {}", exe, ec.message()));
+  error_w.reset();
+  if (ec) {
+    if (setup.failed_pid > 0) ::waitpid(setup.failed_pid, nullptr, 0);
+    return fail_to_start(fmt::format("cannot start a process: {}", ec.message()));
+  }
+  ChildFailure failure{};
+  ssize_t got;
+  do {
+    got = ::read(error_r.fd, &failure, sizeof failure);  // EOF at once after a good exec
+  } while (got < 0 && errno == EINTR);
+  if (got == sizeof failure) {
+    ::waitpid(child.id(), nullptr, 0);  // it exited with 127
+    child.detach();
+    return fail_to_start(describe_child_failure(failure, exe, o));
   }
   job->pid = child.id();
   child.detach();  // ours to reap

@@ -30,8 +30,12 @@ const ProcessResult& ProcessTask::result() const {
     wait();  // throws why it never ran
     throw Error(fmt::format("command task '{}' has no result", name()));
   }
-  if (n->load_status() == detail::TaskStatus::succeeded)
+  if (n->load_status() == detail::TaskStatus::succeeded) {
     std::call_once(n->stdout_copied, [n] { n->result.stdout_text = n->value; });
+  } else {
+    // The caller sees the exit status here: the failure was looked at.
+    n->status.fetch_or(detail::observed_bit, std::memory_order_relaxed);
+  }
   return n->result;
 }
 
@@ -169,6 +173,8 @@ ProcessOutcome settle(ProcessNode& n, const std::string& start_error, bool inter
     return ProcessOutcome::failed;
   }
   if (interrupted) {
+    // Whoever called cancel() knows: not a failure to report at shutdown.
+    n.status.fetch_or(observed_bit, std::memory_order_relaxed);
     store_error<Cancelled>(n, fmt::format("task '{}' (id {}) was cancelled while running '{}'; "
                                           "its process group was terminated",
                                           task_name(&n), n.id, r.command));
