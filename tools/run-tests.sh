@@ -18,10 +18,11 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=install-deps.sh
 source "$root/tools/install-deps.sh"
+# parallel: the pools-run tests check joblog compatibility with GNU parallel.
 # cmake: Meson finds Debian's Catch2 (with its prebuilt main) through Catch2's
 # CMake config; without cmake it would fall back to downloading Catch2.
 pools_install_missing meson ninja-build g++ pkg-config libboost-all-dev libfmt-dev catch2 \
-  cmake libtbb-dev || { echo "0 passed, 1 failed"; exit 1; }
+  cmake libtbb-dev parallel || { echo "0 passed, 1 failed"; exit 1; }
 
 suites=${POOLS_SUITES:-normal tsan asan}
 jobs=$(nproc 2>/dev/null || echo 2)
