@@ -385,13 +385,16 @@ struct Config {
   std::vector<Cell> cells;  // one per contender
 };
 
+// A goal's ratio in one round, or (round -1) the median of the rounds' ratios:
+// the two contenders of one round ran seconds apart, under the same load.
 std::optional<double> ratio(const Config& c, const std::vector<Contender>& cs, const Goal& g, int round) {
   if (!cs[g.num].missing.empty() || !cs[g.den].missing.empty()) return std::nullopt;
-  auto rate = [&](std::size_t k) {
-    const auto& r = c.cells[k].rates;
-    return round < 0 ? median(r) : r[static_cast<std::size_t>(round)];
-  };
-  return rate(g.num) / rate(g.den);
+  const auto& num = c.cells[g.num].rates;
+  const auto& den = c.cells[g.den].rates;
+  if (round >= 0) return num[static_cast<std::size_t>(round)] / den[static_cast<std::size_t>(round)];
+  std::vector<double> q;
+  for (std::size_t r = 0; r < num.size(); ++r) q.push_back(num[r] / den[r]);
+  return median(q);
 }
 
 void print_ratios(const Config& c, const std::vector<Contender>& cs, int round) {
@@ -499,7 +502,8 @@ int main(int argc, char** argv) {
     fail(e.what());
   }
 
-  std::printf("\n== summary: median commands/s over %d rounds ==\n", opt.rounds);
+  std::printf("\n== summary: median commands/s over %d rounds; ratios: median of the rounds' ratios ==\n",
+              opt.rounds);
   std::printf("%-8s %3s", "workload", "J");
   for (auto& c : cs) std::printf(" %10s", c.name.c_str());
   for (auto& g : goals) std::printf("  %s (goal >= %.1f)", g.label, g.at_least);
