@@ -64,6 +64,9 @@ namespace bp = boost::process;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t read_chunk = 64 * 1024;
+// Threads that start children at once (each waits in vfork until its child
+// has exec'ed); more than this gains nothing on machines we know.
+constexpr std::size_t max_spawners = 8;
 // After SIGKILL, how long a pipe may stay open (held by a process that left
 // the group) before the engine stops reading it.
 constexpr auto abandon_after = std::chrono::seconds(1);
@@ -238,6 +241,148 @@ std::string describe_child_failure(const ChildFailure& f, const std::string& exe
   return why;
 }
 
+// A child that was started, or why it was not.
+struct Spawned {
+  pid_t pid = -1;
+  Fd out, err, in;  // our ends; err closed with merge_stderr, in without stdin_text
+  std::string error;
+  std::chrono::system_clock::time_point started;
+  Clock::time_point spawned;
+};
+
+// Starts spec's command. Runs on a spawner thread: vfork suspends the calling
+// thread until the child has exec'ed, so several threads start children at
+// once while the event loop keeps draining pipes.
+Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
+  Spawned out;
+  const ProcessOptions& o = spec.options;
+  std::string exe = find_on_path(spec.argv[0], o, out.error);
+  if (exe.empty()) return out;
+
+  Fd out_w, err_w, in_r, error_r, error_w;
+  if (!make_pipe(out.out, out_w) || (!o.merge_stderr && !make_pipe(out.err, err_w)) ||
+      (o.stdin_text && !make_pipe(in_r, out.in)) || !make_pipe(error_r, error_w)) {
+    out.error = fmt::format("cannot make a pipe: {}", std::strerror(errno));
+    return out;
+  }
+  std::vector<std::string> argv_strings = spec.argv;
+  std::vector<char*> argv = pointers_to(argv_strings);
+  std::vector<std::string> env_strings = child_environment(o);
+  std::vector<char*> envp = pointers_to(env_strings);
+
+  ChildSetup setup;
+  setup.exe = exe.c_str();
+  setup.argv = argv.data();
+  setup.envp = env_strings.empty() && !o.replace_env ? environ : envp.data();
+  setup.cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
+  setup.stdin_fd = o.stdin_text ? in_r.fd : null_fd;
+  setup.stdout_fd = out_w.fd;
+  setup.stderr_fd = o.merge_stderr ? out_w.fd : err_w.fd;
+  setup.error_fd = error_w.fd;
+  setup.parent = ::getpid();
+
+  std::error_code ec;
+  out.started = std::chrono::system_clock::now();
+  out.spawned = Clock::now();
+  bp::child child(setup, bp::posix::use_vfork, ec);
+  error_w.reset();
+  if (ec) {
+    if (setup.failed_pid > 0) ::waitpid(setup.failed_pid, nullptr, 0);
+    out.error = fmt::format("cannot start a process: {}", ec.message());
+    return out;
+  }
+  ChildFailure failure{};
+  ssize_t got;
+  do {
+    got = ::read(error_r.fd, &failure, sizeof failure);  // EOF at once after a good exec
+  } while (got < 0 && errno == EINTR);
+  if (got == sizeof failure) {
+    ::waitpid(child.id(), nullptr, 0);  // it exited with 127
+    child.detach();
+    out.error = describe_child_failure(failure, exe, o);
+    return out;
+  }
+  out.pid = child.id();
+  child.detach();  // ours to reap
+  return out;
+}
+
+// Threads that start children, made on demand up to a cap. They block every
+// signal, as the event loop does (see the top of this file).
+class Spawners {
+public:
+  explicit Spawners(std::size_t cap) : cap_(cap) {}
+  ~Spawners() { stop(); }
+
+  // Runs work on a spawner thread. Throws when no thread exists and none can start.
+  void run(std::function<void()> work) {
+    std::unique_lock lock(mutex_);
+    work_.push_back(std::move(work));
+    if (idle_ == 0 && threads_.size() < cap_) {
+      try {
+        start_thread();
+        return;
+      } catch (...) {
+        if (threads_.empty()) {
+          work_.pop_back();
+          throw;
+        }
+      }
+    }
+    cv_.notify_one();
+  }
+
+  void stop() noexcept {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+private:
+  void start_thread() {
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      threads_.emplace_back([this] { loop(); });
+    } catch (...) {
+      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      throw;
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+
+  void loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (!work_.empty()) {
+        std::function<void()> work = std::move(work_.front());
+        work_.pop_front();
+        lock.unlock();
+        work();
+        lock.lock();
+        continue;
+      }
+      if (stopping_) return;
+      ++idle_;
+      cv_.wait(lock);
+      --idle_;
+    }
+  }
+
+  std::size_t cap_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> work_;
+  std::vector<std::thread> threads_;
+  std::size_t idle_ = 0;
+  bool stopping_ = false;
+};
+
 }  // namespace
 
 // ---- one command being run -------------------------------------------------
@@ -249,6 +394,7 @@ struct ProcessEngine::Impl {
   ~Impl();
 
   void launch(ProcessNode* n);
+  void on_spawned(const std::shared_ptr<Job>& job, Spawned child);
   void pump();
   void job_done(const std::shared_ptr<Job>& job);
   void settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
@@ -276,6 +422,7 @@ struct ProcessEngine::Impl {
   std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;
   std::vector<ProcessNode*> held;  // finished while terminating (see job_done)
   asio::steady_timer held_timer{io};
+  Spawners spawners;
 
   // Any thread.
   std::atomic<std::size_t> size{0};
@@ -311,9 +458,8 @@ struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
   void maybe_done();
 };
 
-// Spawns the command, or ends the job at once with the reason it cannot start.
+// Hands the command to a spawner thread; on_spawned continues on the loop.
 void ProcessEngine::Impl::launch(ProcessNode* n) {
-  auto job = std::make_shared<Job>(*this, n);
   ProcessResult& r = n->result;
   ++r.attempts;
   r.stdout_text.clear();
@@ -322,73 +468,46 @@ void ProcessEngine::Impl::launch(ProcessNode* n) {
   r.timed_out = false;
   r.exit_code = -1;
   r.signal = 0;
-
-  const ProcessOptions& o = n->spec.options;
-  std::string why;
-  auto fail_to_start = [&](std::string reason) {
-    settle_and_notify(n, settle(*n, reason, false));
-  };
   if (n->interrupt_requested.load(std::memory_order_seq_cst)) {
     settle_and_notify(n, settle(*n, {}, true));
     return;
   }
-  std::string exe = find_on_path(n->spec.argv[0], o, why);
-  if (exe.empty()) return fail_to_start(why);
-
-  Fd out_r, out_w, err_r, err_w, in_r, in_w, error_r, error_w;
-  if (!make_pipe(out_r, out_w) || (!o.merge_stderr && !make_pipe(err_r, err_w)) ||
-      (o.stdin_text && !make_pipe(in_r, in_w)) || !make_pipe(error_r, error_w))
-    return fail_to_start(fmt::format("cannot make a pipe: {}", std::strerror(errno)));
-
-  std::vector<std::string> argv_strings = n->spec.argv;
-  std::vector<char*> argv = pointers_to(argv_strings);
-  std::vector<std::string> env_strings = child_environment(o);
-  std::vector<char*> envp = pointers_to(env_strings);
-
-  ChildSetup setup;
-  setup.exe = exe.c_str();
-  setup.argv = argv.data();
-  setup.envp = env_strings.empty() && !o.replace_env ? environ : envp.data();
-  setup.cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
-  setup.stdin_fd = o.stdin_text ? in_r.fd : null_fd.fd;
-  setup.stdout_fd = out_w.fd;
-  setup.stderr_fd = o.merge_stderr ? out_w.fd : err_w.fd;
-  setup.error_fd = error_w.fd;
-  setup.parent = ::getpid();
-
-  std::error_code ec;
-  r.started = std::chrono::system_clock::now();
-  job->spawned = Clock::now();
-  bp::child child(setup, bp::posix::use_vfork, ec);
-  error_w.reset();
-  if (ec) {
-    if (setup.failed_pid > 0) ::waitpid(setup.failed_pid, nullptr, 0);
-    return fail_to_start(fmt::format("cannot start a process: {}", ec.message()));
+  auto job = std::make_shared<Job>(*this, n);
+  running.emplace(n, job);  // counts against max_running while it starts
+  try {
+    spawners.run([this, job] {
+      Spawned child = spawn_command(job->node->spec, null_fd.fd);
+      asio::post(io, [this, job, child = std::make_shared<Spawned>(std::move(child))] {
+        on_spawned(job, std::move(*child));
+      });
+    });
+  } catch (...) {
+    running.erase(n);
+    throw;
   }
-  ChildFailure failure{};
-  ssize_t got;
-  do {
-    got = ::read(error_r.fd, &failure, sizeof failure);  // EOF at once after a good exec
-  } while (got < 0 && errno == EINTR);
-  if (got == sizeof failure) {
-    ::waitpid(child.id(), nullptr, 0);  // it exited with 127
-    child.detach();
-    return fail_to_start(describe_child_failure(failure, exe, o));
+}
+
+void ProcessEngine::Impl::on_spawned(const std::shared_ptr<Job>& job, Spawned child) {
+  ProcessNode* n = job->node;
+  if (child.pid < 0) {
+    running.erase(n);
+    settle_and_notify(n, settle(*n, child.error, false));
+    return;
   }
-  job->pid = child.id();
-  child.detach();  // ours to reap
+  ProcessResult& r = n->result;
   n->ran = true;
-  r.pid = job->pid;
-
-  job->out.assign(out_r.release());
+  r.pid = job->pid = child.pid;
+  r.started = child.started;
+  job->spawned = child.spawned;
+  job->out.assign(child.out.release());
   job->open_streams = 1;
-  if (!o.merge_stderr) {
-    job->err.assign(err_r.release());
+  if (child.err.fd >= 0) {
+    job->err.assign(child.err.release());
     ++job->open_streams;
   }
-  if (o.stdin_text) job->in.assign(in_w.release());
-  running.emplace(n, job);
+  if (child.in.fd >= 0) job->in.assign(child.in.release());
   job->begin();
+  if (terminating) job->terminate();
 }
 
 void ProcessEngine::Impl::Job::begin() {
@@ -491,7 +610,7 @@ void ProcessEngine::Impl::Job::reap() noexcept {
 // TERM to the whole group now, KILL after the grace period, then stop
 // waiting for pipes held open by processes that escaped the group.
 void ProcessEngine::Impl::Job::terminate() noexcept {
-  if (kill != Kill::none) return;
+  if (kill != Kill::none || pid <= 0) return;  // still starting: on_spawned checks again
   ::kill(-pid, SIGTERM);
   kill = Kill::term_sent;
   timer.expires_after(node->spec.options.kill_grace);
@@ -636,7 +755,10 @@ void ProcessEngine::Impl::watch_wake() {
 }
 
 ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
-    : name(std::move(engine_name)), max_running(max), wake(io) {
+    : name(std::move(engine_name)),
+      max_running(max),
+      wake(io),
+      spawners(std::min<std::size_t>(max ? max : max_spawners, max_spawners)) {
   null_fd.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (null_fd.fd < 0 || (null_fd.reset(above_stdio(null_fd.release())), null_fd.fd < 0))
     throw Error(fmt::format("process engine '{}': cannot open /dev/null: {}", name,
@@ -723,6 +845,7 @@ void ProcessEngine::stop() noexcept {
   } else {
     impl_->thread.join();
   }
+  impl_->spawners.stop();
 }
 
 ProcessEngine& ProcessEngine::shared() {
