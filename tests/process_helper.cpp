@@ -309,18 +309,10 @@ pools::PoolBase& pool_of_kind(const std::string& kind, std::size_t size = 2) {
   die("unknown pool kind " + kind);
 }
 
-// Waits until every task finished, in a way a signal can interrupt.
-// Under ThreadSanitizer a signal that arrives while the thread is blocked in a
-// call TSan does not intercept (pools waits in a raw futex syscall) is handled
-// only when that thread next enters one it does: never, for join() on a command
-// that runs for minutes. There the parent waits in nanosleep, which TSan knows.
+// Waits until every task finished; a signal still gets through (pools' waits
+// pass through a call ThreadSanitizer intercepts, see src/core/futex.cpp).
 void wait_interruptibly(const std::vector<pools::ProcessTask>& tasks) {
-#if defined(__SANITIZE_THREAD__)
-  for (auto& t : tasks)
-    while (!t.iscompleted()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-#else
   for (auto& t : tasks) t.join();
-#endif
 }
 
 volatile sig_atomic_t got_sigint = 0;

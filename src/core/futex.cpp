@@ -12,8 +12,19 @@ namespace pools::detail {
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer runs a signal handler only when the thread passes through a
+// call it intercepts, which a raw futex wait is not: a main thread blocked in
+// wait() would never see Ctrl-C. Under TSan, wait in slices and pass through
+// usleep (intercepted) between them.
+constexpr std::int64_t tsan_slice_ns = 20'000'000;
+#endif
+
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
                 std::int64_t timeout_ns) noexcept {
+#if defined(__SANITIZE_THREAD__)
+  if (timeout_ns < 0 || timeout_ns > tsan_slice_ns) timeout_ns = tsan_slice_ns;
+#endif
   timespec ts{};
   timespec* tsp = nullptr;
   if (timeout_ns >= 0) {
@@ -24,6 +35,9 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
   // EAGAIN (value changed), EINTR and ETIMEDOUT all mean "re-check".
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, tsp,
           nullptr, 0);
+#if defined(__SANITIZE_THREAD__)
+  ::usleep(0);
+#endif
 }
 
 void futex_wake(std::atomic<std::uint32_t>& word, int n) noexcept {

@@ -475,9 +475,10 @@ void ProcessEngine::Impl::launch(ProcessNode* n) {
   auto job = std::make_shared<Job>(*this, n);
   running.emplace(n, job);  // counts against max_running while it starts
   try {
-    spawners.run([this, job] {
+    // The job's reference moves on to the loop, so the Job is freed there.
+    spawners.run([this, job]() mutable {
       Spawned child = spawn_command(job->node->spec, null_fd.fd);
-      asio::post(io, [this, job, child = std::make_shared<Spawned>(std::move(child))] {
+      asio::post(io, [this, job = std::move(job), child = std::make_shared<Spawned>(std::move(child))] {
         on_spawned(job, std::move(*child));
       });
     });

@@ -2,6 +2,7 @@
 // worker side for pools that run a command from one of their workers.
 #include "process/process_node.hpp"
 
+#include <climits>
 #include <csignal>
 #include <cstring>
 
@@ -10,6 +11,7 @@
 #include <pools/pool_base.hpp>
 #include <pools/process.hpp>
 
+#include "core/futex.hpp"
 #include "process/process_engine.hpp"
 
 namespace pools {
@@ -88,14 +90,14 @@ bool run_on_worker(TaskState* base) noexcept {
   n->on_done = [](ProcessNode* node, ProcessOutcome outcome, void*) noexcept {
     node->outcome = outcome;
     node->done.store(1, std::memory_order_release);
-    node->done.notify_all();  // the engine holds a reference across this call
+    futex_wake(node->done, INT32_MAX);  // the engine holds a reference across this call
   };
   try {
     ProcessEngine::shared().start(n, false);
   } catch (const std::exception& e) {  // the shared engine could not start
     return settle(*n, e.what(), false) == ProcessOutcome::succeeded;
   }
-  while (n->done.load(std::memory_order_acquire) == 0) n->done.wait(0, std::memory_order_acquire);
+  while (n->done.load(std::memory_order_acquire) == 0) futex_wait(n->done, 0);
   return n->outcome == ProcessOutcome::succeeded;
 }
 
