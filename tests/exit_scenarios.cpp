@@ -2,6 +2,8 @@
 // checks its exit status, its output and the files it leaves, within a deadline.
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -64,10 +66,6 @@ ChildResult run_helper(const std::vector<std::string>& args,
   std::string exe = helper_path();
   std::vector<std::string> argv_s{exe};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e) {
     std::string kv = *e;
@@ -80,30 +78,15 @@ ChildResult run_helper(const std::vector<std::string>& args,
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  int out_pipe[2], err_pipe[2];
-  REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    FAIL("cannot start " << exe << ": " << std::strerror(rc));
-  }
+  pools_test::PipedChild child = pools_test::spawn_piped(argv_s, envp.data());
+  const pid_t pid = child.pid;
 
   auto until = std::chrono::steady_clock::now() + deadline;
   auto left_ms = [&] {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     return static_cast<int>(std::max<long long>(0, ms.count()));
   };
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  pollfd fds[2] = {{child.out_fd, POLLIN, 0}, {child.err_fd, POLLIN, 0}};
   std::string* sinks[2] = {&r.out, &r.err};
   int open_fds = 2;
   while (open_fds > 0) {

@@ -53,39 +53,10 @@ class Child {
 public:
   explicit Child(std::vector<std::string> args) {
     args.insert(args.begin(), pools_test::process_parent());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out_pipe[2], err_pipe[2];
-    REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
-    REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-    // Whoever runs the suite may have SIGINT ignored (a background job), which
-    // would be inherited: the child starts with default dispositions.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t defaults, none;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    int rc = ::posix_spawn(&pid_, argv[0], &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
-    fds_[0] = out_pipe[0];
-    fds_[1] = err_pipe[0];
-    if (rc != 0) {
-      pid_ = -1;
-      FAIL("cannot start " << args[0] << ": " << std::strerror(rc));
-    }
+    pools_test::PipedChild child = pools_test::spawn_piped(std::move(args), environ);
+    pid_ = child.pid;
+    fds_[0] = child.out_fd;
+    fds_[1] = child.err_fd;
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;

@@ -4,10 +4,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -250,6 +252,53 @@ inline void require_reaped_and_closed(const std::set<long>& pids, const std::set
     if (!fds_before.count(fd)) extra += std::to_string(fd) + " ";
   INFO("descriptors opened and not closed: " << extra);
   REQUIRE(fds_after.size() <= fds_before.size());
+}
+
+/// A program started by spawn_piped: its pid and our ends of its stdout and
+/// stderr pipes (the caller closes them and reaps the pid).
+struct PipedChild {
+  pid_t pid = -1;
+  int out_fd = -1, err_fd = -1;
+};
+
+/// Starts args[0] (a path) with stdout and stderr on pipes, SIGINT and SIGTERM
+/// at their default actions and no signal blocked, whatever the test runner
+/// inherited (a background job ignores SIGINT). Fails the test when it cannot start.
+inline PipedChild spawn_piped(std::vector<std::string> args, char* const* envp) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int out_pipe[2], err_pipe[2];
+  REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults, none;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  PipedChild child;
+  const int rc = ::posix_spawn(&child.pid, argv[0], &fa, &attr, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (rc != 0) {
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    FAIL("cannot start " << args[0] << ": " << std::strerror(rc));
+  }
+  child.out_fd = out_pipe[0];
+  child.err_fd = err_pipe[0];
+  return child;
 }
 
 }  // namespace pools_test
