@@ -116,6 +116,14 @@ std::string find_on_path(const std::string& name, const ProcessOptions& o, std::
   if (auto it = o.env.find("PATH"); it != o.env.end()) path = it->second.c_str();
   else if (!o.replace_env) path = std::getenv("PATH");
   std::string_view dirs = path ? path : "/bin:/usr/bin";
+  // Remembered per spawner thread, as a shell hashes commands: a hit costs one
+  // access() instead of a stat per PATH entry.
+  thread_local std::unordered_map<std::string, std::string> found;
+  std::string key = fmt::format("{}\n{}", name, dirs);
+  if (auto it = found.find(key); it != found.end()) {
+    if (::access(it->second.c_str(), X_OK) == 0) return it->second;
+    found.erase(it);
+  }
   bool denied = false;
   for (;;) {
     const std::size_t colon = dirs.find(':');
@@ -123,7 +131,11 @@ std::string find_on_path(const std::string& name, const ProcessOptions& o, std::
     std::string candidate = fmt::format("{}/{}", dir.empty() ? "." : dir, name);
     struct stat st {};
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        if (found.size() > 1024) found.clear();
+        found.emplace(std::move(key), candidate);
+        return candidate;
+      }
       denied = true;
     }
     if (colon == std::string_view::npos) break;
@@ -265,6 +277,9 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
     out.error = fmt::format("cannot make a pipe: {}", std::strerror(errno));
     return out;
   }
+  // Our read ends never block (Job::read reads until EAGAIN); the child's ends do.
+  ::fcntl(out.out.fd, F_SETFL, O_NONBLOCK);
+  if (out.err.fd >= 0) ::fcntl(out.err.fd, F_SETFL, O_NONBLOCK);
   std::vector<std::string> argv_strings = spec.argv;
   std::vector<char*> argv = pointers_to(argv_strings);
   std::vector<std::string> env_strings = child_environment(o);
@@ -423,6 +438,7 @@ struct ProcessEngine::Impl {
   std::vector<ProcessNode*> held;  // finished while terminating (see job_done)
   asio::steady_timer held_timer{io};
   Spawners spawners;
+  std::array<char, read_chunk> read_buffer;  // every read of every job (see Job::read)
 
   // Any thread.
   std::atomic<std::size_t> size{0};
@@ -440,7 +456,6 @@ struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
   pid_t pid = -1;
   asio::posix::stream_descriptor out, err, in, exit_watch;
   asio::steady_timer timer;
-  std::array<char, read_chunk> out_buf, err_buf;
   Clock::time_point spawned;
   bool exited = false;
   int wait_status = 0;
@@ -448,8 +463,7 @@ struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
   enum class Kill { none, term_sent, kill_sent } kill = Kill::none;
 
   void begin();
-  void read(asio::posix::stream_descriptor& d, std::array<char, read_chunk>& buf,
-            std::string& text, bool& truncated);
+  void read(asio::posix::stream_descriptor& d, std::string& text, bool& truncated);
   void watch_exit();
   void reap() noexcept;
   void terminate() noexcept;
@@ -513,8 +527,8 @@ void ProcessEngine::Impl::on_spawned(const std::shared_ptr<Job>& job, Spawned ch
 
 void ProcessEngine::Impl::Job::begin() {
   ProcessResult& r = node->result;
-  read(out, out_buf, r.stdout_text, r.stdout_truncated);
-  if (err.is_open()) read(err, err_buf, r.stderr_text, r.stderr_truncated);
+  read(out, r.stdout_text, r.stdout_truncated);
+  if (err.is_open()) read(err, r.stderr_text, r.stderr_truncated);
   if (in.is_open()) {
     // A command that exits without reading its stdin ends the write with EPIPE.
     asio::async_write(in, asio::buffer(*node->spec.options.stdin_text),
@@ -536,26 +550,40 @@ void ProcessEngine::Impl::Job::begin() {
   if (node->interrupt_requested.load(std::memory_order_seq_cst)) terminate();
 }
 
-void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d,
-                                    std::array<char, read_chunk>& buf, std::string& text,
+// Waits until d is readable, then reads what is there into the loop's one
+// buffer (handlers run one at a time) and appends it, up to max_output.
+void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d, std::string& text,
                                     bool& truncated) {
-  d.async_read_some(asio::buffer(buf), [self = shared_from_this(), &d, &buf, &text, &truncated](
-                                           const boost::system::error_code& ec, std::size_t n) {
-    const std::size_t cap = self->node->spec.options.max_output;
-    std::size_t keep = n;
-    if (cap && text.size() + n > cap) {
-      keep = cap > text.size() ? cap - text.size() : 0;
-      if (keep < n) truncated = true;
-    }
-    text.append(buf.data(), keep);
-    if (ec) {
-      boost::system::error_code ignored;
-      d.close(ignored);
-      self->stream_closed();
-      return;
-    }
-    self->read(d, buf, text, truncated);
-  });
+  d.async_wait(asio::posix::stream_descriptor::wait_read,
+               [self = shared_from_this(), &d, &text, &truncated](const boost::system::error_code& ec) {
+                 std::array<char, read_chunk>& buf = self->engine.read_buffer;
+                 const std::size_t cap = self->node->spec.options.max_output;
+                 // A bounded number of reads, so one flooding command cannot starve the rest.
+                 for (int i = 0; !ec && i < 16; ++i) {
+                   const ssize_t n = ::read(d.native_handle(), buf.data(), buf.size());
+                   if (n < 0 && errno == EINTR) continue;
+                   if (n < 0 && errno == EAGAIN) break;
+                   if (n <= 0) {  // EOF, or an error that ends the stream as EOF would
+                     boost::system::error_code ignored;
+                     d.close(ignored);
+                     self->stream_closed();
+                     return;
+                   }
+                   std::size_t keep = static_cast<std::size_t>(n);
+                   if (cap && text.size() + keep > cap) {
+                     keep = cap > text.size() ? cap - text.size() : 0;
+                     truncated = true;
+                   }
+                   text.append(buf.data(), keep);
+                 }
+                 if (ec) {  // cancelled: a pipe held open after the group was killed
+                   boost::system::error_code ignored;
+                   d.close(ignored);
+                   self->stream_closed();
+                   return;
+                 }
+                 self->read(d, text, truncated);
+               });
 }
 
 void ProcessEngine::Impl::Job::watch_exit() {
