@@ -93,7 +93,10 @@ public:
   /// exit, a signal or a timeout. Throws the task's failure when the command
   /// never ran (it could not start, or was cancelled before it started).
   /// Counts as looking at a failure: it is not reported at shutdown.
-  const ProcessResult& result() const;
+  const ProcessResult& result() const&;
+  /// On a temporary handle (`pool.add_process(...).result()`): a copy, which
+  /// outlives the handle and the task.
+  ProcessResult result() const&& { return static_cast<const ProcessTask&>(*this).result(); }
 
 private:
   explicit ProcessTask(detail::TaskState* adopted) noexcept : Task<std::string>() {

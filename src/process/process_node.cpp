@@ -25,7 +25,7 @@ ProcessError::ProcessError(const std::string& what, std::string command, int exi
       signal_(signal),
       timed_out_(timed_out) {}
 
-const ProcessResult& ProcessTask::result() const {
+const ProcessResult& ProcessTask::result() const& {
   auto* n = static_cast<detail::ProcessNode*>(state());
   join();
   if (!n->ran) {
