@@ -10,7 +10,9 @@ namespace pools::detail {
 namespace {
 
 constexpr int max_watchers = 64;
-constexpr int watched_signals[] = {SIGINT, SIGTERM, SIGHUP};
+// SIGPIPE too: a program whose output pipe closed (`prog | head`) would die
+// at once and orphan its commands' grandchildren.
+constexpr int watched_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 
 // Lock-free: read by the signal handler.
 std::atomic<int> wake_fds[max_watchers];

@@ -1,4 +1,4 @@
-// SIGINT, SIGTERM and SIGHUP while commands run: every engine terminates the
+// SIGINT, SIGTERM, SIGHUP and SIGPIPE while commands run: every engine terminates the
 // process groups of its commands (TERM, then KILL), and then the signal is
 // raised again with its default action, so the program ends as it would have,
 // leaving no command behind.

@@ -334,16 +334,37 @@ signal_test() {
   wait "$pid"
   local status=$?
   local left
-  for _ in $(seq 50); do
-    left=$(count_procs "$pat")
-    [ "$left" = 0 ] && break
-    sleep 0.2
-  done
+  left=$(procs_left "$pat")
   check "$sig to pools-run${*:+ $*} running 100 jobs: no process left behind" "0" "$left"
   check "$sig to pools-run${*:+ $*}: it dies of the signal" "$((128 + $(kill -l "$sig")))" "$status"
 }
 
+# procs_left PATTERN: how many matching processes remain after up to 10 s.
+procs_left() {
+  local left
+  for _ in $(seq 50); do
+    left=$(count_procs "$1")
+    [ "$left" = 0 ] && break
+    sleep 0.2
+  done
+  echo "$left"
+}
+
+# pools-run's stdout closes while 98 jobs sleep (| head -c1): it dies of
+# SIGPIPE, as any filter would, and takes its jobs with it.
+pipe_test() {
+  local mark="1000.$$$RANDOM" pat status left
+  pat=${mark//./[.]}
+  { echo "echo a"; echo "sleep 3; echo b"; for _ in $(seq 98); do echo "sleep $mark"; done; } >pipe-jobs.txt
+  "$P" --no-summary -j 100 <pipe-jobs.txt 2>/dev/null | head -c1 >/dev/null
+  status=${PIPESTATUS[0]}
+  left=$(procs_left "$pat")
+  check "stdout closed (| head -c1) with 98 jobs running: no process left behind" "0" "$left"
+  check "stdout closed: pools-run dies of SIGPIPE" "141" "$status"
+}
+
 test_signals() {
+  pipe_test
   if ! command -v perl >/dev/null 2>&1; then
     skip "signals (perl is needed to give a background job the default SIGINT)"
     return
