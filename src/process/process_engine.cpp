@@ -408,7 +408,7 @@ struct ProcessEngine::Impl {
   Impl(std::string name, std::size_t max_running);
   ~Impl();
 
-  void launch(ProcessNode* n);
+  void launch(ProcessNode* n) noexcept;
   void on_spawned(const std::shared_ptr<Job>& job, Spawned child);
   void pump();
   void job_done(const std::shared_ptr<Job>& job);
@@ -473,7 +473,8 @@ struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
 };
 
 // Hands the command to a spawner thread; on_spawned continues on the loop.
-void ProcessEngine::Impl::launch(ProcessNode* n) {
+// A command that cannot even be handed over fails here.
+void ProcessEngine::Impl::launch(ProcessNode* n) noexcept {
   ProcessResult& r = n->result;
   ++r.attempts;
   r.stdout_text.clear();
@@ -486,19 +487,19 @@ void ProcessEngine::Impl::launch(ProcessNode* n) {
     settle_and_notify(n, settle(*n, {}, true));
     return;
   }
-  auto job = std::make_shared<Job>(*this, n);
-  running.emplace(n, job);  // counts against max_running while it starts
   try {
+    auto job = std::make_shared<Job>(*this, n);
+    running.emplace(n, job);  // counts against max_running while it starts
     // The job's reference moves on to the loop, so the Job is freed there.
     spawners.run([this, job]() mutable {
       Spawned child = spawn_command(job->node->spec, null_fd.fd);
-      asio::post(io, [this, job = std::move(job), child = std::make_shared<Spawned>(std::move(child))] {
-        on_spawned(job, std::move(*child));
+      asio::post(io, [this, job = std::move(job), child = std::move(child)]() mutable {
+        on_spawned(job, std::move(child));
       });
     });
-  } catch (...) {
+  } catch (const std::exception& e) {  // out of memory, or no spawner thread could start
     running.erase(n);
-    throw;
+    settle_and_notify(n, settle(*n, e.what(), false));
   }
 }
 
@@ -556,6 +557,11 @@ void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d, std::stri
                                     bool& truncated) {
   d.async_wait(asio::posix::stream_descriptor::wait_read,
                [self = shared_from_this(), &d, &text, &truncated](const boost::system::error_code& ec) {
+                 auto end_stream = [&] {
+                   boost::system::error_code ignored;
+                   d.close(ignored);
+                   self->stream_closed();
+                 };
                  std::array<char, read_chunk>& buf = self->engine.read_buffer;
                  const std::size_t cap = self->node->spec.options.max_output;
                  // A bounded number of reads, so one flooding command cannot starve the rest.
@@ -563,12 +569,7 @@ void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d, std::stri
                    const ssize_t n = ::read(d.native_handle(), buf.data(), buf.size());
                    if (n < 0 && errno == EINTR) continue;
                    if (n < 0 && errno == EAGAIN) break;
-                   if (n <= 0) {  // EOF, or an error that ends the stream as EOF would
-                     boost::system::error_code ignored;
-                     d.close(ignored);
-                     self->stream_closed();
-                     return;
-                   }
+                   if (n <= 0) return end_stream();  // EOF, or an error that ends it as EOF would
                    std::size_t keep = static_cast<std::size_t>(n);
                    if (cap && text.size() + keep > cap) {
                      keep = cap > text.size() ? cap - text.size() : 0;
@@ -576,12 +577,7 @@ void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d, std::stri
                    }
                    text.append(buf.data(), keep);
                  }
-                 if (ec) {  // cancelled: a pipe held open after the group was killed
-                   boost::system::error_code ignored;
-                   d.close(ignored);
-                   self->stream_closed();
-                   return;
-                 }
+                 if (ec) return end_stream();  // cancelled: a pipe held open after the group was killed
                  self->read(d, text, truncated);
                });
 }
@@ -753,12 +749,7 @@ void ProcessEngine::Impl::pump() {
       settle_and_notify(n, ProcessOutcome::not_started);
       continue;
     }
-    try {
-      launch(n);
-    } catch (const std::exception& e) {  // out of memory or descriptors
-      if (running.count(n)) continue;
-      settle_and_notify(n, settle(*n, e.what(), false));
-    }
+    launch(n);
   }
   pumping = false;
 }
