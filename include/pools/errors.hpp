@@ -20,4 +20,45 @@ public:
   using Error::Error;
 };
 
+/// A task that ran in another process (multiprocess pool) or on another rank
+/// (cluster pool) threw. Exceptions cannot cross a process, so this carries
+/// what can: the original type's name and what() (both also in this what()),
+/// and where it ran.
+class RemoteError : public Error {
+public:
+  RemoteError(std::string remote_type, std::string remote_what, int pid, std::string host,
+              int rank = -1);
+  /// The type of the exception the task threw, demangled ("std::out_of_range").
+  const std::string& remote_type() const noexcept { return remote_type_; }
+  /// Its what().
+  const std::string& remote_what() const noexcept { return remote_what_; }
+  /// The worker process it ran in, the host, and for the cluster pool the rank (else -1).
+  int pid() const noexcept { return pid_; }
+  const std::string& host() const noexcept { return host_; }
+  int rank() const noexcept { return rank_; }
+
+private:
+  std::string remote_type_, remote_what_, host_;
+  int pid_, rank_;
+};
+
+/// The worker process (or rank) running the task died: a crash, abort(),
+/// _Exit(), the out-of-memory killer, kill -9, or the pool's timeout for the
+/// task. Only the task it was running fails; the worker is replaced.
+class WorkerLost : public Error {
+public:
+  /// `signal` 0 means it exited with `exit_status`; `exit_status` -1 means it
+  /// was killed by `signal`.
+  WorkerLost(const std::string& what, int pid, int signal, int exit_status, bool timed_out = false);
+  int pid() const noexcept { return pid_; }
+  int signal() const noexcept { return signal_; }
+  int exit_status() const noexcept { return exit_status_; }
+  /// True when the pool killed the worker because the task exceeded its timeout.
+  bool timed_out() const noexcept { return timed_out_; }
+
+private:
+  int pid_, signal_, exit_status_;
+  bool timed_out_;
+};
+
 }  // namespace pools

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <pools/detail/remote_call.hpp>
 #include <pools/detail/task_state.hpp>
 #include <pools/errors.hpp>
 #include <pools/process.hpp>
@@ -51,14 +52,53 @@ public:
   /// Does not block (the serial pool runs f before returning). Throws
   /// pools::Error when the pool was shut down; nothing is queued then.
   /// A failure of f is not thrown here: wait()/wait_return() rethrow it.
+  ///
+  /// On the multiprocess and cluster pools the call crosses a process: f must
+  /// be a plain function, a captureless lambda or a function object with a
+  /// serialize function, and the arguments (converted to f's parameter types
+  /// when f has one signature) and the result must be serializable (cereal).
+  /// Anything else throws pools::Error here, naming the type.
   template <class F, class... Args>
   Task<detail::call_result_t<F, Args...>> add_task(std::string name, F&& f, Args&&... args) {
     using R = detail::call_result_t<F, Args...>;
+    if (crosses_processes_)
+      return add_remote_task<R, std::decay_t<F>>(detail::remote_params_t<std::decay_t<F>, Args...>{},
+                                                 std::move(name), f, args...);
     detail::ResultState<R>* node =
         detail::make_task_node(std::move(name), std::forward<F>(f), std::forward<Args>(args)...);
     Task<R> handle(node);  // adopts one reference; submit() adopts the other
     submit(node);
     return handle;
+  }
+
+  /// Calls f(item) for every item of `items` (any range), as add_task(name, f,
+  /// item) would, and returns the handles in the order of the items. Where
+  /// calls cross a process (multiprocess, cluster) they travel in chunks of
+  /// `chunk_size` calls that one worker runs together (0: about four chunks
+  /// per worker, as Python's Pool.map chooses), which saves a round trip per
+  /// call; a worker lost during a chunk fails the chunk's unfinished calls.
+  template <class F, class Range>
+  auto add_tasks(std::string name, F&& f, const Range& items, std::size_t chunk_size = 0)
+      -> std::vector<Task<detail::call_result_t<F, decltype(*std::begin(items))>>> {
+    using Item = decltype(*std::begin(items));
+    using R = detail::call_result_t<F, Item>;
+    std::vector<Task<R>> handles;
+    if constexpr (requires { std::size(items); }) handles.reserve(std::size(items));
+    if (!crosses_processes_) {
+      for (auto&& item : items) handles.push_back(add_task(name, f, item));
+      return handles;
+    }
+    using Fn = std::decay_t<F>;
+    using Params = detail::remote_params_t<Fn, Item>;
+    std::vector<detail::RemoteSubmission> calls;
+    if constexpr (requires { std::size(items); }) calls.reserve(std::size(items));
+    for (auto&& item : items) {
+      auto* node = make_remote_task<R, Fn>(Params{}, std::string(name), f, item);
+      handles.push_back(Task<R>(node));
+      calls.push_back({node, &node->call});
+    }
+    submit_remote_batch(calls, chunk_size);
+    return handles;
   }
 
   /// Runs a command through /bin/sh -c and returns a handle whose wait_return()
@@ -105,6 +145,14 @@ protected:
   /// must call refuse(s) (which discards s and throws pools::Error).
   virtual void submit(detail::TaskState* s) = 0;
 
+  /// Queues an encoded call (multiprocess and cluster pools), adopting one
+  /// reference. The default refuses: only pools that cross processes get these.
+  virtual void submit_remote(detail::TaskState* s, detail::RemoteCall* call);
+  /// Queues many, in chunks of chunk_size calls (0: the pool chooses). The
+  /// default submits them one by one.
+  virtual void submit_remote_batch(const std::vector<detail::RemoteSubmission>& calls,
+                                   std::size_t chunk_size);
+
   /// Queues a command task made by add_process (adopting one reference). The
   /// default queues it as any task: a worker runs the command and waits for it.
   virtual void submit_process(detail::TaskState* s) { submit(s); }
@@ -135,10 +183,30 @@ protected:
   std::uint64_t failures_seen() const noexcept;
 
 private:
+  template <class R, class F, class... A, class Fn, class... Args>
+  detail::RemoteNode<R>* make_remote_task(detail::type_list<A...>, std::string&& name, Fn& f,
+                                          Args&... args) {
+    if constexpr (detail::remote_callable<F, R, A...>) {
+      return detail::make_remote_node<R, F, A...>(std::move(name), f, args...);
+    } else {
+      throw_unsendable(name, detail::why_not_remote<F, R, A...>());
+    }
+  }
+  template <class R, class F, class... A, class Fn, class... Args>
+  Task<R> add_remote_task(detail::type_list<A...> params, std::string&& name, Fn& f,
+                          Args&... args) {
+    auto* node = make_remote_task<R, F>(params, std::move(name), f, args...);
+    Task<R> handle(node);
+    submit_remote(node, &node->call);
+    return handle;
+  }
+  [[noreturn]] void throw_unsendable(const std::string& task, const std::string& why) const;
+
   void note_failure(detail::TaskState* s) noexcept;
 
   std::string name_;
   PoolKind kind_;
+  bool crosses_processes_;  // multiprocess and cluster: add_task encodes the call
   std::atomic<bool> accepting_{true};
   mutable std::mutex failures_mutex_;
   std::vector<detail::TaskState*> failures_;  // each holds a reference

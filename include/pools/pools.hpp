@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pools/errors.hpp>
+#include <pools/multiprocess.hpp>
 #include <pools/pool_base.hpp>
 #include <pools/process.hpp>
 #include <pools/registry.hpp>

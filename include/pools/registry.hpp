@@ -5,6 +5,7 @@
 #include <optional>
 #include <string_view>
 
+#include <pools/multiprocess.hpp>
 #include <pools/pool_base.hpp>
 
 namespace pools {

@@ -24,7 +24,36 @@ std::string_view to_string(PoolKind kind) noexcept {
   return "unknown";
 }
 
-PoolBase::PoolBase(std::string name, PoolKind kind) : name_(std::move(name)), kind_(kind) {}
+PoolBase::PoolBase(std::string name, PoolKind kind)
+    : name_(std::move(name)),
+      kind_(kind),
+      crosses_processes_(kind == PoolKind::multiprocess || kind == PoolKind::cluster) {}
+
+void PoolBase::submit_remote(TaskState* s, detail::RemoteCall*) {
+  s->ops->discard(s);
+  detail::complete(s, TaskStatus::cancelled);
+  detail::release(s);
+  throw Error(fmt::format("{} pool '{}' cannot run encoded calls", to_string(kind_), name_));
+}
+
+void PoolBase::submit_remote_batch(const std::vector<detail::RemoteSubmission>& calls, std::size_t) {
+  std::size_t i = 0;
+  try {
+    for (; i < calls.size(); ++i) submit_remote(calls[i].task, calls[i].call);
+  } catch (...) {
+    // The rest were never queued: drop the references the queue would have had.
+    for (++i; i < calls.size(); ++i) {
+      detail::complete(calls[i].task, TaskStatus::cancelled);
+      detail::release(calls[i].task);
+    }
+    throw;
+  }
+}
+
+void PoolBase::throw_unsendable(const std::string& task, const std::string& why) const {
+  throw Error(fmt::format("{} pool '{}': cannot add task '{}': {}", to_string(kind_), name_, task,
+                          why));
+}
 
 PoolBase::~PoolBase() {
   for (TaskState* s : failures_) detail::release(s);

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -12,6 +13,8 @@
 
 #include "core/diag.hpp"
 #include "core/registry_internal.hpp"
+#include "multiprocess/fork_server.hpp"
+#include "multiprocess/multiprocess_pool.hpp"
 #include "process/process_pool.hpp"
 #include "serial/serial_pool.hpp"
 #include "thread/thread_pool.hpp"
@@ -34,9 +37,17 @@ struct Registry {
   std::atomic<PoolBase*> globals[5] = {};
 };
 
+std::atomic<Registry*> the_registry{nullptr};
+
 Registry& registry() {
-  static Registry* r = new Registry;
-  return *r;
+  if (Registry* r = the_registry.load(std::memory_order_acquire)) return *r;
+  auto* fresh = new Registry;
+  Registry* expected = nullptr;
+  if (!the_registry.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
+    delete fresh;
+    return *expected;
+  }
+  return *fresh;
 }
 
 void close_at_exit() noexcept {
@@ -84,18 +95,22 @@ std::size_t resolve_size(PoolKind kind, std::string_view name, std::optional<std
   return n;
 }
 
-using Factory = std::unique_ptr<PoolBase> (*)(std::string name, std::size_t size);
+using Factory = std::function<std::unique_ptr<PoolBase>(std::string name, std::size_t size)>;
 
+// must_be_new: the caller gave options that only a new pool can take.
 PoolBase& get_pool(PoolKind kind, std::string_view name, std::optional<std::size_t> size,
-                   Factory make) {
+                   const Factory& make, bool must_be_new = false) {
   Registry& r = registry();
-  if (name.empty() && !size) {
+  if (name.empty() && !size && !must_be_new) {
     if (PoolBase* g = r.globals[static_cast<int>(kind)].load(std::memory_order_acquire)) return *g;
   }
   std::string key = name.empty() ? global_name(kind) : std::string(name);
   std::lock_guard lock(r.mutex);
   if (auto it = r.pools.find(key); it != r.pools.end()) {
     PoolBase& pool = *it->second;
+    if (must_be_new && pool.kind() == kind)
+      throw Error(fmt::format("{} pool '{}' exists already: its options cannot change",
+                              to_string(kind), key));
     if (pool.kind() != kind)
       throw Error(fmt::format("pool '{}' is a {} pool, not a {} pool", key, to_string(pool.kind()),
                               to_string(kind)));
@@ -140,7 +155,25 @@ PoolBase& get_process_pool(std::string_view name, std::optional<std::size_t> max
   });
 }
 
+PoolBase& get_multiprocess_pool(std::string_view name, std::optional<std::size_t> num_workers) {
+  MultiprocessOptions options;
+  options.workers = num_workers;
+  return get_pool(PoolKind::multiprocess, name, num_workers,
+                  [&](std::string n, std::size_t size) -> std::unique_ptr<PoolBase> {
+                    return std::make_unique<detail::MultiprocessPool>(std::move(n), size, options);
+                  });
+}
+
+PoolBase& get_multiprocess_pool(std::string_view name, const MultiprocessOptions& options) {
+  return get_pool(PoolKind::multiprocess, name, options.workers,
+                  [&](std::string n, std::size_t size) -> std::unique_ptr<PoolBase> {
+                    return std::make_unique<detail::MultiprocessPool>(std::move(n), size, options);
+                  },
+                  true);
+}
+
 PoolBase& global_thread_pool() { return get_thread_pool(); }
+PoolBase& global_multiprocess_pool() { return get_multiprocess_pool(); }
 PoolBase& global_process_pool() { return get_process_pool(); }
 
 void detail::unregister_pool(const PoolBase* pool) noexcept {
@@ -156,6 +189,11 @@ void detail::unregister_pool(const PoolBase* pool) noexcept {
     PoolBase* expected = const_cast<PoolBase*>(pool);
     g.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
   }
+}
+
+void detail::forget_pools_after_fork() noexcept {
+  // The pools copied from the program have no threads here; leak them.
+  the_registry.store(nullptr, std::memory_order_relaxed);
 }
 
 PoolBase& find_pool(std::string_view name) {
@@ -222,6 +260,12 @@ void init(int& argc, char**& argv) {
   (void)argv;
   // Validate the environment early, where an error is easy to see.
   max_threads_from_env();
+  // The fork server forks the multiprocess pools' workers: started here, it
+  // is a copy of the program before main did anything (POOLS_FORK_SERVER=lazy
+  // leaves it to the first multiprocess pool).
+  const char* fs = std::getenv("POOLS_FORK_SERVER");
+  if (!detail::in_worker_process() && !(fs && std::string_view(fs) == "lazy"))
+    detail::ForkServer::start_early();
 }
 
 }  // namespace pools

@@ -868,10 +868,25 @@ void ProcessEngine::stop() noexcept {
   impl_->spawners.stop();
 }
 
+namespace {
+// Never destroyed: workers of other pools may run commands during exit.
+std::atomic<ProcessEngine*> shared_engine{nullptr};
+std::mutex shared_engine_mutex;
+}  // namespace
+
 ProcessEngine& ProcessEngine::shared() {
-  // Never destroyed: workers of other pools may run commands during exit.
-  static ProcessEngine* engine = new ProcessEngine("shared", 0);
-  return *engine;
+  if (ProcessEngine* e = shared_engine.load(std::memory_order_acquire)) return *e;
+  std::lock_guard lock(shared_engine_mutex);
+  if (!shared_engine.load(std::memory_order_relaxed))
+    shared_engine.store(new ProcessEngine("shared", 0), std::memory_order_release);
+  return *shared_engine.load(std::memory_order_relaxed);
+}
+
+void ProcessEngine::forget_shared_after_fork() noexcept {
+  // The copy's threads do not exist in this process: leak it, start afresh.
+  shared_engine.store(nullptr, std::memory_order_relaxed);
+  ::new (&shared_engine_mutex) std::mutex;
+  reset_termination_signals_after_fork();
 }
 
 }  // namespace pools::detail

@@ -40,6 +40,9 @@ public:
 
   /// The engine of commands run by the worker of a thread or serial pool.
   static ProcessEngine& shared();
+  /// In a worker process: the shared engine copied from the program has no
+  /// threads here; forget it (and the program's signal watchers).
+  static void forget_shared_after_fork() noexcept;
 
 private:
   struct Impl;

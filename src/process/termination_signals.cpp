@@ -80,6 +80,16 @@ void forget_termination_signals(int slot) noexcept {
   if (slot >= 0 && slot < max_watchers) wake_fds[slot].store(-1, std::memory_order_release);
 }
 
+void reset_termination_signals_after_fork() noexcept {
+  // The slots name the parent's descriptors; the handlers were reset to the
+  // default by the fork server. Start over as a fresh program would.
+  for (auto& slot : wake_fds) slot.store(-1, std::memory_order_relaxed);
+  pending_signal.store(0, std::memory_order_relaxed);
+  engines_busy.store(0, std::memory_order_relaxed);
+  raised.store(false, std::memory_order_relaxed);
+  install_handlers();
+}
+
 bool termination_raised() noexcept { return raised.load(std::memory_order_acquire); }
 
 int pending_termination_signal() noexcept { return pending_signal.load(std::memory_order_acquire); }

@@ -15,6 +15,10 @@ namespace pools::detail {
 int watch_termination_signals(int wake_fd) noexcept;
 void forget_termination_signals(int slot) noexcept;
 
+/// In a worker process forked from a program that watched signals: forget the
+/// program's engines and install the handlers afresh.
+void reset_termination_signals_after_fork() noexcept;
+
 /// The termination signal that arrived, or 0.
 int pending_termination_signal() noexcept;
 

@@ -1,0 +1,760 @@
+#include "multiprocess/multiprocess_pool.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <list>
+
+#include <fmt/core.h>
+
+#include "core/diag.hpp"
+#include "core/registry_internal.hpp"
+#include "multiprocess/fork_server.hpp"
+#include "multiprocess/remote_process.hpp"
+#include "multiprocess/reply.hpp"
+#include "multiprocess/worker.hpp"
+#include "wire/frame.hpp"
+#include "wire/remote_call.hpp"
+
+namespace pools::detail {
+
+using Clock = std::chrono::steady_clock;
+using wire::FrameKind;
+
+namespace {
+
+constexpr std::size_t inline_payload = 16 * 1024;  // larger payloads are written in place
+constexpr int max_start_failures = 3;               // workers that die before any reply
+constexpr auto stop_grace = std::chrono::seconds(30);  // for finalizers, then SIGKILL
+
+// One frame for a worker: a single call or a chunk of calls.
+struct Unit {
+  TaskState* task = nullptr;  // a single call...
+  RemoteCall* call = nullptr;
+  std::vector<RemoteSubmission> batch;  // ...or a chunk
+  bool claimed = false;          // moved to running (try_start) already
+  std::uint64_t seq = 0;         // the frame's task id on the wire
+  std::uint64_t out_end = 0;     // the worker's output byte count once this frame is out
+  std::size_t items() const noexcept { return batch.empty() ? 1 : batch.size(); }
+};
+
+struct OutChunk {
+  std::string bytes;     // owned bytes...
+  std::string_view ref;  // ...or a payload that lives in its task until the reply
+  std::string_view view() const noexcept { return ref.data() ? ref : std::string_view(bytes); }
+};
+
+struct Worker {
+  pid_t pid = 0;
+  int fd = -1;
+  std::string host;
+  wire::FrameDecoder in;
+  std::deque<Unit> in_flight;  // in the order sent; the worker runs them in that order
+  std::deque<OutChunk> out;
+  std::size_t out_offset = 0;  // written bytes of out.front()
+  std::uint64_t bytes_queued = 0, bytes_written = 0;
+  bool want_write = false;  // EPOLLOUT armed
+  std::size_t calls_sent = 0, replies = 0;
+  bool retiring = false, stop_sent = false;
+  bool timed_out = false;  // killed by the pool for its head's timeout
+  std::string last_words;  // why its initializer failed
+  Clock::time_point head_since{};
+  double service_ns = 0;  // moving average of a call's time, for max_in_flight
+  Clock::time_point stop_deadline{};
+};
+
+std::string describe_exit(const WorkerExit& e) {
+  if (!e.known) return "it exited (status unknown)";
+  if (e.signal)
+    return fmt::format("it was killed by signal {} ({})", e.signal, ::strsignal(e.signal));
+  if (e.exit_status == exit_initializer_failed) return "its initializer failed";
+  return fmt::format("it exited with status {}", e.exit_status);
+}
+
+}  // namespace
+
+struct MultiprocessPool::Loop {
+  MultiprocessPool& pool;
+  int epoll = -1;
+  int wake = -1;  // eventfd: new work, or stop
+  std::string config;
+  std::string host;
+
+  // Filled by submitters, taken by the I/O thread.
+  std::mutex incoming_mutex;
+  std::vector<Unit> incoming;
+  std::atomic<bool> sleeping{false};
+  std::atomic<bool> stopping{false};
+
+  // The I/O thread's own.
+  std::deque<Unit> pending;
+  std::list<Worker> workers;
+  std::uint64_t next_seq = 1;
+  int start_failures = 0;
+
+  explicit Loop(MultiprocessPool& p) : pool(p) {}
+
+  ~Loop() {
+    for (Worker& w : workers)
+      if (w.fd >= 0) ::close(w.fd);
+    if (wake >= 0) ::close(wake);
+    if (epoll >= 0) ::close(epoll);
+  }
+
+  void setup() {
+    epoll = ::epoll_create1(EPOLL_CLOEXEC);
+    wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (epoll < 0 || wake < 0)
+      throw Error(fmt::format("multiprocess pool '{}': {}", pool.name(), std::strerror(errno)));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;
+    ::epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &ev);
+    char h[256] = {};
+    ::gethostname(h, sizeof h - 1);
+    host = h;
+    WorkerConfig c;
+    c.pool_name = pool.name();
+    c.environment = pool.options_.environment;
+    c.initializer = encode_hook(pool.options_.initializer);
+    c.finalizer = encode_hook(pool.options_.finalizer);
+    config = encode_config(c);
+    for (std::size_t i = 0; i < pool.size_; ++i) spawn();
+  }
+
+  static std::string encode_hook(void (*fn)()) {
+    if (!fn) return {};
+    std::string out;
+    using F = void (*)();
+    encode_call<F, void>(out, fn);
+    return out;
+  }
+
+  void spawn() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+      throw Error(fmt::format("multiprocess pool '{}': socketpair: {}", pool.name(),
+                              std::strerror(errno)));
+    pid_t pid;
+    try {
+      pid = ForkServer::instance().spawn(sv[1], config);
+    } catch (...) {
+      ::close(sv[0]);
+      ::close(sv[1]);
+      throw;
+    }
+    ::close(sv[1]);
+    ::fcntl(sv[0], F_SETFL, ::fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    Worker& w = workers.emplace_back();
+    w.pid = pid;
+    w.fd = sv[0];
+    w.host = host;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = &w;
+    ::epoll_ctl(epoll, EPOLL_CTL_ADD, w.fd, &ev);
+    diag("multiprocess pool '{}': worker {} started", pool.name(), pid);
+  }
+
+  // Spawns a replacement, or when that fails fails the queued work.
+  void replace_worker() {
+    try {
+      spawn();
+    } catch (const std::exception& e) {
+      fail_pending(e.what());
+    }
+  }
+
+  // ---- submitting -----------------------------------------------------------
+
+  void post(Unit&& u) {
+    {
+      std::lock_guard lock(incoming_mutex);
+      incoming.push_back(std::move(u));
+    }
+    poke();
+  }
+  void post_all(std::vector<Unit>&& us) {
+    {
+      std::lock_guard lock(incoming_mutex);
+      for (Unit& u : us) incoming.push_back(std::move(u));
+    }
+    poke();
+  }
+  // Wakes the I/O thread if it sleeps (a busy one finds the work itself).
+  void poke() {
+    if (sleeping.exchange(false, std::memory_order_seq_cst)) {
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto r = ::write(wake, &one, sizeof one);
+    }
+  }
+
+  // ---- completing --------------------------------------------------------------
+
+  void settle(TaskState* task, RemoteCall* call, bool ok, std::string_view result,
+              std::exception_ptr error) {
+    if (ok) {
+      ok = call->settle(task, result, nullptr);
+    } else {
+      call->settle(task, {}, std::move(error));
+    }
+    std::string().swap(call->payload);  // an 8 MB argument need not live as long as the handle
+    if (call->dispose) call->dispose(call);
+    pool.complete_task(task, ok);
+    pool.count_out(1);
+  }
+
+  // One reply item for one call.
+  void settle_reply(TaskState* task, RemoteCall* call, FrameKind kind, std::string_view bytes,
+                    const Worker& w) {
+    try {
+      if (kind == FrameKind::result) return settle(task, call, true, bytes, nullptr);
+      if (kind == FrameKind::error) {
+        std::string type, what;
+        decode(bytes, "an error reply", type, what);
+        return settle(task, call, false, {},
+                      std::make_exception_ptr(RemoteError(type, what, w.pid, w.host)));
+      }
+      std::string why;
+      decode(bytes, "a refusal", why);
+      return settle(task, call, false, {},
+                    std::make_exception_ptr(Error(fmt::format(
+                        "worker process {} refused task '{}': {}", w.pid, task_name(task), why))));
+    } catch (const std::exception& e) {
+      settle(task, call, false, {}, std::make_exception_ptr(Error(e.what())));
+    }
+  }
+
+  void fail_unit(Unit& u, const std::exception_ptr& error) {
+    auto fail_one = [&](TaskState* t, RemoteCall* c) {
+      if (!u.claimed && !try_start(t)) {
+        drop_cancelled(t, c);
+        return;
+      }
+      settle(t, c, false, {}, error);
+    };
+    if (u.batch.empty()) {
+      fail_one(u.task, u.call);
+    } else {
+      for (auto& s : u.batch) fail_one(s.task, s.call);
+    }
+  }
+
+  void drop_cancelled(TaskState* t, RemoteCall* c) {
+    t->ops->discard(t);
+    if (c->dispose) c->dispose(c);
+    release(t);  // cancel() completed it
+    pool.count_out(1);
+  }
+
+  void fail_pending(const std::string& why) {
+    const auto error = std::make_exception_ptr(Error(
+        fmt::format("multiprocess pool '{}' cannot run tasks: {}", pool.name(), why)));
+    take_incoming();
+    for (Unit& u : pending) fail_unit(u, error);
+    pending.clear();
+  }
+
+  // ---- the loop --------------------------------------------------------------------
+
+  void take_incoming() {
+    std::lock_guard lock(incoming_mutex);
+    for (Unit& u : incoming) pending.push_back(std::move(u));
+    incoming.clear();
+  }
+
+  std::size_t in_flight_limit(const Worker& w) const {
+    if (pool.options_.max_in_flight) return pool.options_.max_in_flight;
+    if (w.service_ns <= 0) return 4;
+    // Enough calls ahead to cover about 2 ms of work: tiny calls travel many at
+    // a time, long ones one or two, so that an idle worker gets the next one.
+    const double n = 2e6 / w.service_ns;
+    return static_cast<std::size_t>(std::clamp(n, 2.0, 256.0));
+  }
+
+  Worker* pick_worker() {
+    Worker* best = nullptr;
+    for (Worker& w : workers) {
+      if (w.retiring || w.fd < 0 || w.in_flight.size() >= in_flight_limit(w)) continue;
+      if (!best || w.in_flight.size() < best->in_flight.size()) best = &w;
+    }
+    return best;
+  }
+
+  // Claims a unit's calls (pending -> running). False when all were cancelled.
+  bool claim(Unit& u) {
+    if (u.claimed) return true;
+    u.claimed = true;
+    if (u.batch.empty()) {
+      if (try_start(u.task)) return true;
+      drop_cancelled(u.task, u.call);
+      return false;
+    }
+    std::erase_if(u.batch, [&](RemoteSubmission& s) {
+      if (try_start(s.task)) return false;
+      drop_cancelled(s.task, s.call);
+      return true;
+    });
+    return !u.batch.empty();
+  }
+
+  void dispatch() {
+    while (!pending.empty()) {
+      Worker* w = pick_worker();
+      if (!w) return;
+      Unit u = std::move(pending.front());
+      pending.pop_front();
+      if (!claim(u)) continue;
+      send(*w, std::move(u));
+    }
+  }
+
+  void queue_bytes(Worker& w, std::string_view bytes, bool may_reference) {
+    w.bytes_queued += bytes.size();
+    if (may_reference && bytes.size() > inline_payload) {
+      w.out.push_back(OutChunk{{}, bytes});
+      return;
+    }
+    if (w.out.empty() || w.out.back().ref.data() || w.out.back().bytes.size() > 256 * 1024)
+      w.out.emplace_back();
+    w.out.back().bytes.append(bytes);
+  }
+
+  void send(Worker& w, Unit&& u) {
+    u.seq = next_seq++;
+    if (u.batch.empty()) {
+      const std::string& p = u.call->payload;
+      const auto h = wire::encode_header(
+          {FrameKind::call, 0, u.seq, static_cast<std::uint32_t>(p.size())});
+      queue_bytes(w, std::string_view(h.data(), h.size()), false);
+      queue_bytes(w, p, true);
+    } else {
+      std::size_t size = 4;
+      for (auto& s : u.batch) size += 4 + s.call->payload.size();
+      std::string frame(wire::header_size + 4, '\0');
+      frame.reserve(wire::header_size + size);
+      put_u32(frame.data() + wire::header_size, static_cast<std::uint32_t>(u.batch.size()));
+      for (auto& s : u.batch) {
+        char len[4];
+        put_u32(len, static_cast<std::uint32_t>(s.call->payload.size()));
+        frame.append(len, 4);
+        frame += s.call->payload;
+      }
+      seal_frame(frame, FrameKind::call_batch, u.seq);
+      queue_bytes(w, frame, false);
+    }
+    u.out_end = w.bytes_queued;
+    if (w.in_flight.empty()) w.head_since = Clock::now();
+    w.calls_sent += u.items();
+    w.in_flight.push_back(std::move(u));
+    const std::size_t recycle = pool.options_.max_tasks_per_worker;
+    if (recycle && w.calls_sent >= recycle && !w.retiring) {
+      w.retiring = true;  // no more calls; a fresh worker takes over
+      replace_worker();
+    }
+  }
+
+  void set_want_write(Worker& w, bool want) {
+    if (w.want_write == want) return;
+    w.want_write = want;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0u);
+    ev.data.ptr = &w;
+    ::epoll_ctl(epoll, EPOLL_CTL_MOD, w.fd, &ev);
+  }
+
+  // Writes what it can without blocking. False when the worker is gone.
+  bool flush(Worker& w) {
+    while (!w.out.empty()) {
+      iovec iov[64];
+      int n = 0;
+      std::size_t offset = w.out_offset;
+      for (auto it = w.out.begin(); it != w.out.end() && n < 64; ++it, ++n) {
+        std::string_view v = it->view();
+        iov[n].iov_base = const_cast<char*>(v.data() + offset);
+        iov[n].iov_len = v.size() - offset;
+        offset = 0;
+      }
+      const ssize_t wrote = ::writev(w.fd, iov, n);
+      if (wrote < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) break;
+        return false;  // EPIPE: its end is closed; the read side reports the loss
+      }
+      w.bytes_written += static_cast<std::uint64_t>(wrote);
+      std::size_t left = static_cast<std::size_t>(wrote);
+      while (left) {
+        const std::size_t chunk = w.out.front().view().size() - w.out_offset;
+        if (left < chunk) {
+          w.out_offset += left;
+          left = 0;
+        } else {
+          left -= chunk;
+          w.out.pop_front();
+          w.out_offset = 0;
+        }
+      }
+    }
+    set_want_write(w, !w.out.empty());
+    return true;
+  }
+
+  // Reads and handles what the worker sent. False when it is gone.
+  bool receive(Worker& w) {
+    for (;;) {
+      char* room = w.in.prepare(64 * 1024);
+      const ssize_t n = ::read(w.fd, room, w.in.prepared_size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) break;
+        return false;
+      }
+      if (n == 0) return false;
+      w.in.commit(static_cast<std::size_t>(n));
+      if (!handle_frames(w)) return false;
+      if (static_cast<std::size_t>(n) < w.in.prepared_size()) break;  // drained
+    }
+    return true;
+  }
+
+  bool handle_frames(Worker& w) {
+    try {
+      while (auto f = w.in.next()) {
+        if (!handle_frame(w, *f)) return false;
+      }
+    } catch (const std::exception& e) {
+      write_line(fmt::format("multiprocess pool '{}': worker {} sent a bad reply: {}",
+                             pool.name(), w.pid, e.what()));
+      ::kill(w.pid, SIGKILL);
+      return false;
+    }
+    return true;
+  }
+
+  bool handle_frame(Worker& w, const wire::Frame& f) {
+    const FrameKind kind = f.header.kind;
+    if (kind == FrameKind::hello) {
+      int pid = 0;
+      std::string h, exe;
+      decode(f.payload, "a hello", pid, h, exe);
+      w.host = h;
+      return true;
+    }
+    if (kind == FrameKind::bye) return true;
+    const bool reply = kind == FrameKind::result || kind == FrameKind::error ||
+                       kind == FrameKind::reject || kind == FrameKind::result_batch;
+    if (!reply) throw wire::WireError(fmt::format("unexpected {} frame", wire::to_string(kind)));
+    if (f.header.task_id == 0) {  // the initializer or finalizer failed
+      std::string type, what;
+      if (kind == FrameKind::error) decode(f.payload, "an error reply", type, what);
+      w.last_words = fmt::format("{}: {}", type, what);
+      return true;
+    }
+    if (w.in_flight.empty() || w.in_flight.front().seq != f.header.task_id)
+      throw wire::WireError(fmt::format("a reply to call {} that is not the next", f.header.task_id));
+    Unit u = std::move(w.in_flight.front());
+    w.in_flight.pop_front();
+    const auto now = Clock::now();
+    const double took = std::chrono::duration<double, std::nano>(now - w.head_since).count() /
+                        static_cast<double>(u.items());
+    w.service_ns = w.service_ns <= 0 ? took : 0.8 * w.service_ns + 0.2 * took;
+    w.head_since = now;
+    w.replies += u.items();
+    start_failures = 0;
+    if (u.batch.empty()) {
+      if (kind == FrameKind::result_batch) throw wire::WireError("a batch reply to a single call");
+      settle_reply(u.task, u.call, kind, f.payload, w);
+      return true;
+    }
+    if (kind != FrameKind::result_batch) throw wire::WireError("a single reply to a batch");
+    std::size_t i = 0;
+    for_each_reply_item(f.payload, [&](FrameKind k, std::string_view bytes) {
+      if (i >= u.batch.size()) throw wire::WireError("a batch reply with too many items");
+      settle_reply(u.batch[i].task, u.batch[i].call, k, bytes, w);
+      ++i;
+    });
+    if (i != u.batch.size()) {
+      // Unanswered calls of the chunk cannot be told apart from run ones.
+      const auto error = std::make_exception_ptr(Error("a batch reply with too few items"));
+      for (; i < u.batch.size(); ++i) settle(u.batch[i].task, u.batch[i].call, false, {}, error);
+    }
+    return true;
+  }
+
+  // The worker's connection ended: find out how it died, fail the call it was
+  // running, requeue the ones it had not started, and replace it.
+  void lose(std::list<Worker>::iterator it) {
+    Worker& w = *it;
+    ::epoll_ctl(epoll, EPOLL_CTL_DEL, w.fd, nullptr);
+    ::close(w.fd);
+    w.fd = -1;
+    const WorkerExit exit = ForkServer::instance().wait_exit(w.pid, 5000);
+    const bool expected = w.stop_sent && w.in_flight.empty();
+    if (!expected) {
+      diag("multiprocess pool '{}': worker {} lost: {}", pool.name(), w.pid, describe_exit(exit));
+      std::string how = describe_exit(exit);
+      if (!w.last_words.empty()) how += " (" + w.last_words + ")";
+      if (!w.in_flight.empty()) {
+        Unit& head = w.in_flight.front();
+        // A call still partly unwritten cannot have started.
+        if (w.bytes_written >= head.out_end) {
+          const std::string names =
+              head.batch.empty() ? fmt::format("task '{}'", task_name(head.task))
+                                 : fmt::format("a chunk of {} tasks", head.batch.size());
+          const std::string what =
+              w.timed_out
+                  ? fmt::format("{} ran longer than the timeout of {} ms: worker process {} of "
+                                "multiprocess pool '{}' was killed",
+                                names, pool.options_.task_timeout.count(), w.pid, pool.name())
+                  : fmt::format("worker process {} of multiprocess pool '{}' died while running "
+                                "{}: {}",
+                                w.pid, pool.name(), names, how);
+          fail_unit(head, std::make_exception_ptr(
+                              WorkerLost(what, w.pid, exit.signal, exit.exit_status, w.timed_out)));
+          w.in_flight.pop_front();
+        }
+        // The rest never started: they go first to another worker.
+        while (!w.in_flight.empty()) {
+          pending.push_front(std::move(w.in_flight.back()));
+          w.in_flight.pop_back();
+        }
+      }
+      if (w.replies == 0 && !w.timed_out && ++start_failures >= max_start_failures) {
+        start_failures = 0;
+        fail_pending(fmt::format("{} workers in a row died before finishing a task; the last: {}",
+                                 max_start_failures, how));
+      }
+    }
+    const bool replace = !w.retiring && !stopping.load();  // a retiring one was replaced
+    workers.erase(it);
+    if (replace) replace_worker();
+  }
+
+  // Kills workers whose running call is over its time, and stops finished
+  // retiring ones. Returns how long epoll may sleep (ms, -1: no limit).
+  int check_workers() {
+    int sleep_ms = -1;
+    const auto now = Clock::now();
+    auto at_most = [&](Clock::duration d) {
+      const int ms = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(d).count() + 1);
+      sleep_ms = sleep_ms < 0 ? std::max(ms, 0) : std::min(sleep_ms, std::max(ms, 0));
+    };
+    const auto timeout = pool.options_.task_timeout;
+    for (Worker& w : workers) {
+      if (w.fd < 0) continue;
+      if (timeout.count() > 0 && !w.in_flight.empty() && !w.timed_out &&
+          w.bytes_written >= w.in_flight.front().out_end) {
+        const auto limit = timeout * static_cast<long>(w.in_flight.front().items());
+        if (now - w.head_since >= limit) {
+          w.timed_out = true;
+          ::kill(w.pid, SIGKILL);
+        } else {
+          at_most(w.head_since + limit - now);
+        }
+      }
+      const bool idle = w.in_flight.empty() && w.out.empty();
+      if (idle && (w.retiring || stopping.load()) && !w.stop_sent) {
+        w.stop_sent = true;
+        w.stop_deadline = now + stop_grace;
+        const auto h = wire::encode_header({FrameKind::stop, 0, 0, 0});
+        queue_bytes(w, std::string_view(h.data(), h.size()), false);
+        flush(w);
+      }
+      if (w.stop_sent) {
+        if (now >= w.stop_deadline) {
+          ::kill(w.pid, SIGKILL);  // a finalizer that does not finish
+        } else {
+          at_most(w.stop_deadline - now);
+        }
+      }
+    }
+    return sleep_ms;
+  }
+
+  bool finished() {
+    if (!stopping.load()) return false;
+    std::lock_guard lock(incoming_mutex);
+    return incoming.empty() && pending.empty() && workers.empty();
+  }
+
+  void run() noexcept {
+    epoll_event events[64];
+    for (;;) {
+      take_incoming();
+      dispatch();
+      for (auto it = workers.begin(); it != workers.end();) {
+        auto next = std::next(it);
+        if (!it->out.empty() && it->fd >= 0 && !flush(*it)) lose(it);
+        it = next;
+      }
+      const int sleep_ms = check_workers();
+      if (finished()) return;
+      sleeping.store(true, std::memory_order_seq_cst);
+      {
+        std::lock_guard lock(incoming_mutex);
+        if (!incoming.empty()) {
+          sleeping.store(false, std::memory_order_relaxed);
+          continue;
+        }
+      }
+      const int n = ::epoll_wait(epoll, events, 64, sleep_ms);
+      sleeping.store(false, std::memory_order_seq_cst);
+      for (int i = 0; i < n; ++i) {
+        if (!events[i].data.ptr) {
+          std::uint64_t v;
+          [[maybe_unused]] auto r = ::read(wake, &v, sizeof v);
+          continue;
+        }
+        auto* w = static_cast<Worker*>(events[i].data.ptr);
+        auto it = std::find_if(workers.begin(), workers.end(),
+                               [&](const Worker& x) { return &x == w; });
+        if (it == workers.end()) continue;  // lost earlier in this batch of events
+        bool alive = true;
+        if (events[i].events & EPOLLOUT) alive = flush(*w);
+        if (alive && (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+          alive = receive(*w);
+        if (!alive) {
+          // Replies it wrote before it went are still readable.
+          receive(*w);
+          lose(it);
+        }
+      }
+    }
+  }
+};
+
+MultiprocessPool::MultiprocessPool(std::string name, std::size_t workers,
+                                   const MultiprocessOptions& options)
+    : PoolBase(std::move(name), PoolKind::multiprocess),
+      size_(workers),
+      options_(options),
+      loop_(std::make_unique<Loop>(*this)) {
+  loop_->setup();
+  io_thread_ = std::thread([this] {
+    // Signals go to the program's own threads.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    loop_->run();
+  });
+}
+
+MultiprocessPool::~MultiprocessPool() {
+  if (io_thread_.joinable()) {
+    loop_->stopping.store(true);
+    loop_->poke();
+    io_thread_.join();
+  }
+}
+
+std::size_t MultiprocessPool::num_active_tasks() const noexcept {
+  return active_.load(std::memory_order_acquire);
+}
+
+void MultiprocessPool::count_in(std::size_t n) {
+  // Counted before the check, as in the other pools: shutdown stops accepting
+  // and then waits for the count, so no task is counted and then lost.
+  active_.fetch_add(n, std::memory_order_seq_cst);
+}
+
+void MultiprocessPool::count_out(std::size_t n) noexcept {
+  if (active_.fetch_sub(n, std::memory_order_acq_rel) == n) {
+    std::lock_guard lock(idle_mutex_);
+    idle_cv_.notify_all();
+  }
+}
+
+void MultiprocessPool::submit(TaskState* s) {
+  // add_task encodes every call on this pool; a plain node cannot cross.
+  refuse(s);
+}
+
+void MultiprocessPool::submit_remote(TaskState* s, RemoteCall* call) {
+  count_in(1);
+  if (!accepting()) {
+    count_out(1);
+    if (call->dispose) call->dispose(call);
+    refuse(s);
+  }
+  Unit u;
+  u.task = s;
+  u.call = call;
+  loop_->post(std::move(u));
+}
+
+void MultiprocessPool::submit_remote_batch(const std::vector<RemoteSubmission>& calls,
+                                           std::size_t chunk_size) {
+  if (calls.empty()) return;
+  count_in(calls.size());
+  if (!accepting()) {
+    count_out(calls.size());
+    return PoolBase::submit_remote_batch(calls, chunk_size);  // refuses each
+  }
+  if (chunk_size == 0) {
+    // As Python's Pool.map: about four chunks per worker.
+    const std::size_t per = 4 * size_;
+    chunk_size = std::max<std::size_t>(1, (calls.size() + per - 1) / per);
+  }
+  std::vector<Unit> units;
+  units.reserve((calls.size() + chunk_size - 1) / chunk_size);
+  for (std::size_t i = 0; i < calls.size(); i += chunk_size) {
+    Unit u;
+    const std::size_t end = std::min(calls.size(), i + chunk_size);
+    if (end - i == 1) {
+      u.task = calls[i].task;
+      u.call = calls[i].call;
+    } else {
+      u.batch.assign(calls.begin() + static_cast<long>(i), calls.begin() + static_cast<long>(end));
+    }
+    units.push_back(std::move(u));
+  }
+  loop_->post_all(std::move(units));
+}
+
+void MultiprocessPool::submit_process(TaskState* s) {
+  RemoteCall* call;
+  try {
+    call = make_command_call(static_cast<ProcessNode*>(s));
+  } catch (...) {
+    s->ops->discard(s);
+    complete(s, TaskStatus::cancelled);
+    release(s);
+    throw;
+  }
+  submit_remote(s, call);
+}
+
+void MultiprocessPool::wait_completion() noexcept {
+  {
+    std::unique_lock lock(idle_mutex_);
+    idle_cv_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+  }
+  report_unobserved_failures(false);
+}
+
+void MultiprocessPool::shutdown() {
+  std::call_once(shutdown_once_, [&] {
+    diag("multiprocess pool '{}': shutting down", name());
+    wait_completion();
+    stop_accepting();
+    wait_completion();
+    loop_->stopping.store(true);
+    loop_->poke();
+    if (io_thread_.joinable()) io_thread_.join();
+    report_unobserved_failures(true);
+    unregister_pool(this);
+  });
+}
+
+}  // namespace pools::detail
