@@ -59,6 +59,10 @@ const std::vector<PoolCase>& pool_cases() {
       {"process pool", "process", pools::PoolKind::process,
        [](std::string_view n) -> pools::PoolBase& { return pools::get_process_pool(n); }, true,
        true, true},
+      // Functions run in worker processes: failures arrive as pools::RemoteError.
+      {"multiprocess pool of 2 workers", "multiprocess", pools::PoolKind::multiprocess,
+       [](std::string_view n) -> pools::PoolBase& { return pools::get_multiprocess_pool(n, 2); },
+       true, false, false},
   };
   return cases;
 }

@@ -67,6 +67,7 @@ struct Worker {
   std::size_t calls_sent = 0, replies = 0;
   bool retiring = false, stop_sent = false;
   bool timed_out = false;  // killed by the pool for its head's timeout
+  bool ready = false;      // said hello: its initializer ran
   std::string last_words;  // why its initializer failed
   Clock::time_point head_since{};
   double service_ns = 0;  // moving average of a call's time, for max_in_flight
@@ -100,7 +101,8 @@ struct MultiprocessPool::Loop {
   std::deque<Unit> pending;
   std::list<Worker> workers;
   std::uint64_t next_seq = 1;
-  int start_failures = 0;
+  int start_failures = 0;       // workers in a row that died before they were ready
+  bool respawn_blocked = false;  // after too many: until new work comes
 
   explicit Loop(MultiprocessPool& p) : pool(p) {}
 
@@ -173,6 +175,16 @@ struct MultiprocessPool::Loop {
     } catch (const std::exception& e) {
       fail_pending(e.what());
     }
+  }
+
+  // New work after the workers kept failing to start: try again (and fail
+  // that work too if they still cannot start).
+  void retry_workers() {
+    respawn_blocked = false;
+    std::size_t serving = 0;
+    for (const Worker& w : workers)
+      if (!w.retiring) ++serving;
+    for (; serving < pool.size_; ++serving) replace_worker();
   }
 
   // ---- submitting -----------------------------------------------------------
@@ -258,8 +270,10 @@ struct MultiprocessPool::Loop {
   }
 
   void fail_pending(const std::string& why) {
-    const auto error = std::make_exception_ptr(Error(
-        fmt::format("multiprocess pool '{}' cannot run tasks: {}", pool.name(), why)));
+    fail_pending(std::make_exception_ptr(
+        Error(fmt::format("multiprocess pool '{}' cannot run tasks: {}", pool.name(), why))));
+  }
+  void fail_pending(const std::exception_ptr& error) {
     take_incoming();
     for (Unit& u : pending) fail_unit(u, error);
     pending.clear();
@@ -448,6 +462,8 @@ struct MultiprocessPool::Loop {
       std::string h, exe;
       decode(f.payload, "a hello", pid, h, exe);
       w.host = h;
+      w.ready = true;
+      start_failures = 0;
       return true;
     }
     if (kind == FrameKind::bye) return true;
@@ -470,7 +486,6 @@ struct MultiprocessPool::Loop {
     w.service_ns = w.service_ns <= 0 ? took : 0.8 * w.service_ns + 0.2 * took;
     w.head_since = now;
     w.replies += u.items();
-    start_failures = 0;
     if (u.batch.empty()) {
       if (kind == FrameKind::result_batch) throw wire::WireError("a batch reply to a single call");
       settle_reply(u.task, u.call, kind, f.payload, w);
@@ -504,7 +519,7 @@ struct MultiprocessPool::Loop {
       diag("multiprocess pool '{}': worker {} lost: {}", pool.name(), w.pid, describe_exit(exit));
       std::string how = describe_exit(exit);
       if (!w.last_words.empty()) how += " (" + w.last_words + ")";
-      if (!w.in_flight.empty()) {
+      if (!w.in_flight.empty() && w.ready) {
         Unit& head = w.in_flight.front();
         // A call still partly unwritten cannot have started.
         if (w.bytes_written >= head.out_end) {
@@ -523,20 +538,24 @@ struct MultiprocessPool::Loop {
                               WorkerLost(what, w.pid, exit.signal, exit.exit_status, w.timed_out)));
           w.in_flight.pop_front();
         }
-        // The rest never started: they go first to another worker.
-        while (!w.in_flight.empty()) {
-          pending.push_front(std::move(w.in_flight.back()));
-          w.in_flight.pop_back();
-        }
       }
-      if (w.replies == 0 && !w.timed_out && ++start_failures >= max_start_failures) {
+      // The rest never started: they go first to another worker.
+      while (!w.in_flight.empty()) {
+        pending.push_front(std::move(w.in_flight.back()));
+        w.in_flight.pop_back();
+      }
+      if (!w.ready && ++start_failures >= max_start_failures) {
         start_failures = 0;
-        fail_pending(fmt::format("{} workers in a row died before finishing a task; the last: {}",
-                                 max_start_failures, how));
+        respawn_blocked = true;
+        fail_pending(std::make_exception_ptr(WorkerLost(
+            fmt::format("multiprocess pool '{}' cannot run tasks: {} workers in a row died "
+                        "before they were ready; the last: {}",
+                        pool.name(), max_start_failures, how),
+            w.pid, exit.signal, exit.exit_status)));
       }
     }
-    const bool replace = !w.retiring && !stopping.load();  // a retiring one was replaced
-    workers.erase(it);
+    const bool replace = !w.retiring && !stopping.load() && !respawn_blocked;
+    workers.erase(it);  // (a retiring one was replaced when it began to retire)
     if (replace) replace_worker();
   }
 
@@ -592,6 +611,7 @@ struct MultiprocessPool::Loop {
     epoll_event events[64];
     for (;;) {
       take_incoming();
+      if (respawn_blocked && !pending.empty()) retry_workers();
       dispatch();
       for (auto it = workers.begin(); it != workers.end();) {
         auto next = std::next(it);

@@ -129,6 +129,9 @@ void run_hook(const std::string& encoded, const char* what, int socket) {
   }
   for (const auto& [k, v] : config.environment) ::setenv(k.c_str(), v.c_str(), 1);
 
+  run_hook(config.initializer, "initializer", socket);
+  // Hello says the worker is ready: a worker that dies before it was not
+  // running any call (the pool requeues them).
   {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
@@ -139,7 +142,6 @@ void run_hook(const std::string& encoded, const char* what, int socket) {
     seal_frame(hello, wire::FrameKind::hello, 0);
     write_all(socket, hello);
   }
-  run_hook(config.initializer, "initializer", socket);
 
   wire::FrameDecoder in;
   std::string out;
