@@ -118,7 +118,9 @@ private:
   std::size_t end_ = 0;    // one past the last byte fed
   std::uint64_t consumed_ = 0;
   std::uint32_t max_payload_;
-  std::string poisoned_;  // the message of the first error
+  // The message of the first error; mutable because finish() const reports a
+  // truncated stream, and that error poisons the decoder like any other.
+  mutable std::string poisoned_;
 };
 
 }  // namespace pools::wire
