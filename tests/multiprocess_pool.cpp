@@ -212,12 +212,15 @@ TEST_CASE("multiprocess: a worker that dies fails only its task, and is replaced
       REQUIRE(after[i].wait_return() == i * i);
     }
   }
+#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
   // Running out of memory inside a task is an exception of the task's own.
+  // (A sanitizer's allocator reports and exits instead of throwing.)
   auto oom = pool.add_task("bad alloc", die, std::string("bad-alloc"));
   REQUIRE_THROWS_MATCHES(oom.wait(), pools::RemoteError,
                          Catch::Predicate<pools::RemoteError>([](const pools::RemoteError& e) {
                            return e.remote_type() == "std::bad_alloc";
                          }));
+#endif
   REQUIRE(pool.num_workers() == 2);
   pool.wait_completion();
   REQUIRE(pool.num_active_tasks() == 0);
