@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine: installs what is missing,
-# then builds and runs the tests three times, each build in its own directory:
+# then builds and runs the tests three times, each build in its own directory,
+# and fuzzes the wire format:
 #   build-test   the normal build (debugoptimized), plus a check that the
 #                installed library works from another project (pkg-config and
 #                Meson's dependency('pools'))
 #   build-tsan   built with ThreadSanitizer
 #   build-asan   built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   build-fuzz   the frame decoder under libFuzzer for 60 s (tools/fuzz-wire.sh,
+#                clang); counts as one test, failed if libFuzzer finds a crash
 # and ends with one line "N passed, N failed" summed over everything. Exits
 # non-zero when anything failed (a build failure counts as one failed test).
 #
-#   bash tools/run-tests.sh                 # all three
-#   POOLS_SUITES="normal" bash tools/run-tests.sh   # a subset: normal tsan asan
+#   bash tools/run-tests.sh                 # all four
+#   POOLS_SUITES="normal" bash tools/run-tests.sh   # a subset: normal tsan asan fuzz
 #
 # Extra arguments are passed to every `meson test` (e.g. --suite examples).
 set -uo pipefail
@@ -24,7 +27,7 @@ source "$root/tools/install-deps.sh"
 pools_install_missing meson ninja-build g++ pkg-config libboost-all-dev libfmt-dev catch2 \
   cmake libtbb-dev parallel || { echo "0 passed, 1 failed"; exit 1; }
 
-suites=${POOLS_SUITES:-normal tsan asan}
+suites=${POOLS_SUITES:-normal tsan asan fuzz}
 jobs=$(nproc 2>/dev/null || echo 2)
 total_pass=0
 total_fail=0
@@ -190,8 +193,17 @@ for suite in $suites; do
       run_suite asan "$root/build-asan" 3 "" -- \
         -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled
       ;;
+    fuzz)
+      log "fuzz: tools/fuzz-wire.sh 60"
+      start=$SECONDS
+      passed=1
+      bash "$root/tools/fuzz-wire.sh" 60 || passed=0
+      total_pass=$((total_pass + passed))
+      total_fail=$((total_fail + 1 - passed))
+      report+=("$(printf '%-8s %4d passed, %d failed  (%ds)' "fuzz:" "$passed" $((1 - passed)) $((SECONDS - start)))")
+      ;;
     *)
-      echo "run-tests.sh: unknown suite '$suite' (normal, tsan, asan)" >&2
+      echo "run-tests.sh: unknown suite '$suite' (normal, tsan, asan, fuzz)" >&2
       total_fail=$((total_fail + 1))
       ;;
   esac
