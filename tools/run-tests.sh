@@ -173,7 +173,10 @@ tsan_wrapper() {
 
 test_args=("$@")
 # Sanitizers report through these; a report fails the test.
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tools/tsan.supp}
+# die_after_fork=0: the multiprocess pool's fork server is forked from a
+# threaded test program, and its workers start threads of their own (a task
+# may use a thread pool); TSan refuses that by default.
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:die_after_fork=0:suppressions=$root/tools/tsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1}
 

@@ -1,5 +1,6 @@
 // Completing, waiting for and cancelling tasks: the part of a task's life that
 // does not depend on its callable's type.
+#include <sched.h>
 #include <pools/detail/task_state.hpp>
 #include <pools/errors.hpp>
 #include <pools/task.hpp>
@@ -66,6 +67,17 @@ bool block_until_final(TaskState* s, std::int64_t deadline_ns) noexcept {
   for (int i = 0; i < 64; ++i) {
     if (is_final(s->load_status())) return true;
     __builtin_ia32_pause();
+  }
+  // A task whose completion is a reply from another process polls a while
+  // longer, yielding: the reply tends to come sooner than a sleeping thread
+  // would be woken (on a 2-core VM, ~8 us of a ~30 us round trip).
+  if (const std::uint32_t poll_ns = s->ops->poll_ns) {
+    const std::int64_t until = now_ns() + poll_ns;
+    while (deadline_ns < 0 || now_ns() < deadline_ns) {
+      if (is_final(s->load_status())) return true;
+      if (now_ns() >= until) break;
+      sched_yield();
+    }
   }
   std::uint32_t v = s->status.load(std::memory_order_acquire);
   for (;;) {

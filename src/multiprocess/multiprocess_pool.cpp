@@ -97,7 +97,10 @@ struct MultiprocessPool::Loop {
   std::atomic<bool> sleeping{false};
   std::atomic<bool> stopping{false};
 
-  // The I/O thread's own.
+  // The state below belongs to whoever holds state_mutex: the I/O thread,
+  // except while it sleeps in epoll_wait, when a submitter may take it to
+  // send its call itself (one thread hand-off less per round trip).
+  std::mutex state_mutex;
   std::deque<Unit> pending;
   std::list<Worker> workers;
   std::uint64_t next_seq = 1;
@@ -194,14 +197,30 @@ struct MultiprocessPool::Loop {
       std::lock_guard lock(incoming_mutex);
       incoming.push_back(std::move(u));
     }
-    poke();
+    if (!send_directly()) poke();
   }
   void post_all(std::vector<Unit>&& us) {
     {
       std::lock_guard lock(incoming_mutex);
       for (Unit& u : us) incoming.push_back(std::move(u));
     }
-    poke();
+    if (!send_directly()) poke();
+  }
+
+  // While the I/O thread sleeps, queue and write the new calls from the
+  // submitting thread. Not when the I/O thread must look at the calls itself:
+  // to time them, or to start workers. A worker found gone here is left for
+  // the I/O thread, which epoll tells.
+  bool send_directly() {
+    if (pool.options_.task_timeout.count() > 0 || !sleeping.load(std::memory_order_seq_cst))
+      return false;
+    std::unique_lock lock(state_mutex, std::try_to_lock);
+    if (!lock.owns_lock() || respawn_blocked || stopping.load()) return false;
+    take_incoming();
+    dispatch();
+    for (Worker& w : workers)
+      if (!w.out.empty() && w.fd >= 0) flush(w);
+    return true;
   }
   // Wakes the I/O thread if it sleeps (a busy one finds the work itself).
   void poke() {
@@ -609,6 +628,7 @@ struct MultiprocessPool::Loop {
 
   void run() noexcept {
     epoll_event events[64];
+    std::unique_lock state(state_mutex);
     for (;;) {
       take_incoming();
       if (respawn_blocked && !pending.empty()) retry_workers();
@@ -628,8 +648,10 @@ struct MultiprocessPool::Loop {
           continue;
         }
       }
+      state.unlock();
       const int n = ::epoll_wait(epoll, events, 64, sleep_ms);
       sleeping.store(false, std::memory_order_seq_cst);
+      state.lock();
       for (int i = 0; i < n; ++i) {
         if (!events[i].data.ptr) {
           std::uint64_t v;

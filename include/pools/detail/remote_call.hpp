@@ -430,7 +430,8 @@ struct RemoteNode final : ResultState<R> {
   static const std::exception_ptr& error_of(const TaskState* base) noexcept {
     return static_cast<const RemoteNode*>(base)->error;
   }
-  static constexpr TaskOps table{&run, &discard, &destroy, &error_of, nullptr};
+  // A waiter polls for up to 100 us: see block_until_final.
+  static constexpr TaskOps table{&run, &discard, &destroy, &error_of, nullptr, 100'000};
 };
 
 /// Builds a pending remote task for f(args...), encoded, with two references.
