@@ -23,6 +23,7 @@
 #include "multiprocess/remote_process.hpp"
 #include "multiprocess/reply.hpp"
 #include "multiprocess/worker.hpp"
+#include "process/termination_signals.hpp"
 #include "wire/frame.hpp"
 #include "wire/remote_call.hpp"
 
@@ -36,6 +37,10 @@ namespace {
 constexpr std::size_t inline_payload = 16 * 1024;  // larger payloads are written in place
 constexpr int max_start_failures = 3;               // workers that die before any reply
 constexpr auto stop_grace = std::chrono::seconds(30);  // for finalizers, then SIGKILL
+// After SIGTERM on a termination signal: workers stop their own commands (TERM,
+// then KILL after the commands' grace) and die; then SIGKILL.
+constexpr auto terminate_grace = std::chrono::seconds(5);
+char signal_marker;  // epoll data of the termination-signal pipe
 
 // One frame for a worker: a single call or a chunk of calls.
 struct Unit {
@@ -88,6 +93,8 @@ struct MultiprocessPool::Loop {
   MultiprocessPool& pool;
   int epoll = -1;
   int wake = -1;  // eventfd: new work, or stop
+  int signal_read = -1, signal_write = -1;  // a byte when SIGINT/SIGTERM/... arrived
+  int signal_slot = -1;
   std::string config;
   std::string host;
 
@@ -104,12 +111,21 @@ struct MultiprocessPool::Loop {
   std::deque<Unit> pending;
   std::list<Worker> workers;
   std::uint64_t next_seq = 1;
+  // A termination signal arrived: workers are being stopped; their calls are
+  // held (the program is about to die of the signal) until acknowledged.
+  bool terminating = false;
+  bool acknowledged = false;
+  Clock::time_point terminate_deadline{};
+  std::vector<std::pair<Unit, std::string>> held;  // calls of stopped workers, and why
   int start_failures = 0;       // workers in a row that died before they were ready
   bool respawn_blocked = false;  // after too many: until new work comes
 
   explicit Loop(MultiprocessPool& p) : pool(p) {}
 
   ~Loop() {
+    forget_termination_signals(signal_slot);
+    for (int fd : {signal_read, signal_write})
+      if (fd >= 0) ::close(fd);
     for (Worker& w : workers)
       if (w.fd >= 0) ::close(w.fd);
     if (wake >= 0) ::close(wake);
@@ -125,6 +141,17 @@ struct MultiprocessPool::Loop {
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;
     ::epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &ev);
+    // SIGINT, SIGTERM, SIGHUP, SIGPIPE: the workers' commands must not outlive
+    // the program, and a worker killed outright (by PDEATHSIG when the
+    // program dies) cannot stop them. See terminate_workers.
+    int sp[2];
+    if (::pipe2(sp, O_CLOEXEC | O_NONBLOCK) == 0) {
+      signal_read = sp[0];
+      signal_write = sp[1];
+      ev.data.ptr = &signal_marker;
+      ::epoll_ctl(epoll, EPOLL_CTL_ADD, signal_read, &ev);
+      signal_slot = watch_termination_signals(signal_write);
+    }
     char h[256] = {};
     ::gethostname(h, sizeof h - 1);
     host = h;
@@ -215,7 +242,7 @@ struct MultiprocessPool::Loop {
     if (pool.options_.task_timeout.count() > 0 || !sleeping.load(std::memory_order_seq_cst))
       return false;
     std::unique_lock lock(state_mutex, std::try_to_lock);
-    if (!lock.owns_lock() || respawn_blocked || stopping.load()) return false;
+    if (!lock.owns_lock() || respawn_blocked || terminating || stopping.load()) return false;
     take_incoming();
     dispatch();
     for (Worker& w : workers)
@@ -342,6 +369,7 @@ struct MultiprocessPool::Loop {
   }
 
   void dispatch() {
+    if (terminating) return;
     while (!pending.empty()) {
       Worker* w = pick_worker();
       if (!w) return;
@@ -533,6 +561,15 @@ struct MultiprocessPool::Loop {
     ::close(w.fd);
     w.fd = -1;
     const WorkerExit exit = ForkServer::instance().wait_exit(w.pid, 5000);
+    if (terminating) {
+      for (Unit& u : w.in_flight)
+        held.emplace_back(std::move(u), fmt::format("worker process {} was stopped: the program "
+                                                    "received signal {}",
+                                                    w.pid, pending_termination_signal()));
+      workers.erase(it);
+      if (workers.empty()) acknowledge();
+      return;
+    }
     const bool expected = w.stop_sent && w.in_flight.empty();
     if (!expected) {
       diag("multiprocess pool '{}': worker {} lost: {}", pool.name(), w.pid, describe_exit(exit));
@@ -578,6 +615,35 @@ struct MultiprocessPool::Loop {
     if (replace) replace_worker();
   }
 
+  // A termination signal: each worker gets SIGTERM, which its own engine
+  // relays to the commands it started (their process groups) before it dies.
+  // Once all are gone the signal may be raised again (acknowledge).
+  void terminate_workers() {
+    terminating = true;
+    diag("multiprocess pool '{}': termination signal; stopping {} workers", pool.name(),
+         workers.size());
+    terminate_deadline = Clock::now() + terminate_grace;
+    for (Worker& w : workers) ::kill(w.pid, SIGTERM);
+    if (workers.empty()) acknowledge();
+  }
+
+  void acknowledge() {
+    if (acknowledged) return;
+    acknowledged = true;
+    termination_handled();
+    terminate_deadline = Clock::now() + std::chrono::seconds(2);
+  }
+
+  // Still alive after the signal was raised again: the program survives it (a
+  // handler of its own). The held calls fail; new workers take the rest.
+  void resume_after_termination() {
+    terminating = acknowledged = false;
+    for (auto& [u, why] : held)
+      fail_unit(u, std::make_exception_ptr(WorkerLost(why, 0, 0, -1)));
+    held.clear();
+    retry_workers();
+  }
+
   // Kills workers whose running call is over its time, and stops finished
   // retiring ones. Returns how long epoll may sleep (ms, -1: no limit).
   int check_workers() {
@@ -588,6 +654,20 @@ struct MultiprocessPool::Loop {
           std::chrono::duration_cast<std::chrono::milliseconds>(d).count() + 1);
       sleep_ms = sleep_ms < 0 ? std::max(ms, 0) : std::min(sleep_ms, std::max(ms, 0));
     };
+    if (terminating) {
+      if (now < terminate_deadline) {
+        at_most(terminate_deadline - now);
+      } else if (!acknowledged) {
+        for (Worker& w : workers) ::kill(w.pid, SIGKILL);
+        terminate_deadline = now + std::chrono::seconds(1);
+        at_most(std::chrono::seconds(1));
+      } else if (termination_raised()) {
+        resume_after_termination();
+      } else {
+        at_most(std::chrono::milliseconds(100));  // the other engines are still busy
+      }
+      return sleep_ms;
+    }
     const auto timeout = pool.options_.task_timeout;
     for (Worker& w : workers) {
       if (w.fd < 0) continue;
@@ -656,6 +736,13 @@ struct MultiprocessPool::Loop {
         if (!events[i].data.ptr) {
           std::uint64_t v;
           [[maybe_unused]] auto r = ::read(wake, &v, sizeof v);
+          continue;
+        }
+        if (events[i].data.ptr == &signal_marker) {
+          char buf[16];
+          while (::read(signal_read, buf, sizeof buf) > 0) {
+          }
+          if (pending_termination_signal() && !terminating) terminate_workers();
           continue;
         }
         auto* w = static_cast<Worker*>(events[i].data.ptr);

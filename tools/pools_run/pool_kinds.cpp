@@ -21,7 +21,7 @@ constexpr std::array pool_kinds = {
     PoolKindEntry{"process", [](std::size_t n) -> pools::PoolBase& { return pools::get_process_pool(pool_name, n); }},
     PoolKindEntry{"thread", [](std::size_t n) -> pools::PoolBase& { return pools::get_thread_pool(pool_name, n); }},
     PoolKindEntry{"serial", [](std::size_t) -> pools::PoolBase& { return pools::get_serial_pool(pool_name); }},
-    PoolKindEntry{"multiprocess", nullptr},
+    PoolKindEntry{"multiprocess", [](std::size_t n) -> pools::PoolBase& { return pools::get_multiprocess_pool(pool_name, n); }},
     PoolKindEntry{"cluster", nullptr},
 };
 

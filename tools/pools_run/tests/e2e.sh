@@ -303,9 +303,9 @@ test_errors() {
   head -c 100000 /dev/zero | tr '\0' 'b' >wide.txt
   run 'printf %s {} | wc -c' <wide.txt
   check "a 100 kB argument arrives whole" "100000" "$(echo $out)"
-  run --pool multiprocess echo ::: a
-  check "--pool multiprocess: exit 255" "255" "$rc"
-  check_contains "--pool multiprocess: not in this build" "not available in this build" "$err"
+  run --pool cluster echo ::: a
+  check "--pool cluster: exit 255" "255" "$rc"
+  check_contains "--pool cluster: not in this build" "not available in this build" "$err"
   run --pool nosuch echo ::: a
   check_contains "--pool unknown: lists the kinds" "known: process, thread" "$err"
   run --resume echo ::: a
@@ -372,12 +372,13 @@ test_signals() {
   signal_test INT
   signal_test TERM
   signal_test INT --pool thread
+  signal_test INT --pool multiprocess
   signal_test INT --halt now,fail=1 -k --joblog sig.log
 }
 
 test_pools() {
   local kind
-  for kind in process thread serial; do
+  for kind in process thread serial multiprocess; do
     run -k --pool "$kind" -j 2 'echo {}; exit {}' ::: 0 1 0
     check "--pool $kind: runs the jobs" $'0\n1\n0:1' "$out:$rc"
   done
@@ -385,6 +386,8 @@ test_pools() {
   check "--pool cluster: exit 255 in this build" "255" "$rc"
   run --pool thread --timeout 0.5 'sleep 1000.{}' ::: 888$$
   check "--pool thread: --timeout" "1" "$rc"
+  run --pool multiprocess --timeout 0.5 'sleep 1000.{}' ::: 889$$
+  check "--pool multiprocess: --timeout" "1" "$rc"
 }
 
 case "$group" in
