@@ -4,7 +4,7 @@
 // docs/performance.md ("Multiprocess pool").
 //
 //   multiprocess_bench [--rounds N] [--tasks N] [--roundtrips N] [--python PATH]
-//                      [--script PATH]
+//                      [--script PATH] [--only throughput|roundtrip|ready|bulk]
 //
 // Each round measures, the contenders' order rotating from round to round:
 //   throughput  --tasks calls of square(i), one add_task (submit / apply_async)
@@ -66,6 +66,7 @@ struct Options {
   int roundtrips = 2'000;
   std::string python;  // empty: python3 on PATH
   std::string script = PY_BENCH_SCRIPT;
+  std::string only;           // one measurement alone (for a profiler); empty: all
   bool startup_only = false;  // the child run: print one ready time, exit
 };
 Options opt;
@@ -308,10 +309,20 @@ std::optional<double> ratio(const Measure& m, const std::string& a, const std::s
   return median(q);
 }
 
+bool selected(const Measure& m) {
+  return opt.only.empty() || opt.only == m.title || (opt.only == "roundtrip" && m.title == "round trip");
+}
+
+// The median of a pools contender (k-th), scaled; none when it did not run.
+std::optional<double> pools_median(const Measure& m, double scale, std::size_t k = 0) {
+  if (m.cs[k].times.empty()) return std::nullopt;
+  return median(m.cs[k].times) * scale;
+}
+
 bool all_met = true;
 void goal_line(const char* what, std::optional<double> value, const char* unit, double goal) {
   if (!value) {
-    std::printf("  %-44s n/a (peer not run)      goal <= %g%s  MISS\n", what, goal, unit);
+    std::printf("  %-44s n/a (not run)          goal <= %g%s  MISS\n", what, goal, unit);
     all_met = false;
     return;
   }
@@ -325,7 +336,7 @@ void goal_line(const char* what, std::optional<double> value, const char* unit, 
 void usage() {
   std::fprintf(stderr,
                "usage: multiprocess_bench [--rounds N] [--tasks N] [--roundtrips N] [--python PATH]\n"
-               "                          [--script PATH]\n");
+               "                          [--script PATH] [--only throughput|roundtrip|ready|bulk]\n");
 }
 
 void parse_args(int argc, char** argv) {
@@ -335,7 +346,8 @@ void parse_args(int argc, char** argv) {
     std::string* text;
   } options[] = {{"--rounds", &opt.rounds, nullptr},      {"--tasks", &opt.tasks, nullptr},
                  {"--roundtrips", &opt.roundtrips, nullptr}, {"--python", nullptr, &opt.python},
-                 {"--script", nullptr, &opt.script}};
+                 {"--script", nullptr, &opt.script},
+                 {"--only", nullptr, &opt.only}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--startup-only") {
@@ -350,6 +362,11 @@ void parse_args(int argc, char** argv) {
     const char* v = argv[++i];
     if (o->count) *o->count = std::max(1, std::atoi(v));
     else *o->text = v;
+  }
+  if (!opt.only.empty() && opt.only != "throughput" && opt.only != "roundtrip" &&
+      opt.only != "ready" && opt.only != "bulk") {
+    usage();
+    std::exit(2);
   }
 }
 
@@ -412,7 +429,8 @@ int main(int argc, char** argv) {
     if (py) std::printf("python version: %s (start method fork)\n", python_version.c_str());
     std::fflush(stdout);
     for (int r = 0; r < opt.rounds; ++r)
-      for (Measure* m : {&thr, &trip, &ready, &bulk}) run_round(*m, r);
+      for (Measure* m : {&thr, &trip, &ready, &bulk})
+        if (selected(*m)) run_round(*m, r);
   } catch (const std::exception& e) {
     fail(e.what());
   }
@@ -420,6 +438,7 @@ int main(int argc, char** argv) {
   std::printf("\n== medians over %d rounds; ratios: the median of the rounds' ratios ==\n",
               opt.rounds);
   for (const Measure* m : {&thr, &trip, &ready, &bulk}) {
+    if (!selected(*m)) continue;
     std::printf("%-10s", m->title.c_str());
     for (auto& c : m->cs) {
       const double t = median(c.times);
@@ -436,10 +455,10 @@ int main(int argc, char** argv) {
     std::printf("  bulk pools add_tasks/Pool.map %.3f (information, no goal)\n", *q);
   std::printf("goals:\n");
   goal_line("throughput pools/pool (time per task)", ratio(thr, "pools", "pool"), "x", goal_ratio_pool);
-  goal_line("round trip, pools (mean)", median(trip.cs[0].times) * 1e6, " us", goal_roundtrip_us);
-  goal_line("ready, pools (fork server started by init)", median(ready.cs[0].times) * 1e3, " ms",
+  goal_line("round trip, pools (mean)", pools_median(trip, 1e6), " us", goal_roundtrip_us);
+  goal_line("ready, pools (fork server started by init)", pools_median(ready, 1e3), " ms",
             goal_ready_ms);
-  goal_line("ready, pools-lazy (pool starts fork server)", median(ready.cs[1].times) * 1e3, " ms",
+  goal_line("ready, pools-lazy (pool starts fork server)", pools_median(ready, 1e3, 1), " ms",
             goal_ready_ms);
   std::printf("%s\n", all_met ? "all goals met" : "not all goals met (see above)");
   std::printf("load average at the end: %s\n", load_average().c_str());
