@@ -420,18 +420,10 @@ struct RemoteNode final : ResultState<R> {
     return settle(base, {}, std::make_exception_ptr(Error("a remote task cannot run locally")));
   }
   static void discard(TaskState*) noexcept {}
-  static void destroy(TaskState* base) noexcept {
-    auto* self = static_cast<RemoteNode*>(base);
-    self->destroy_result();
-    delete self->name;
-    self->~RemoteNode();
-    free_node(self, sizeof(RemoteNode));
-  }
-  static const std::exception_ptr& error_of(const TaskState* base) noexcept {
-    return static_cast<const RemoteNode*>(base)->error;
-  }
+  static void destroy(TaskState* base) noexcept { NodeOps<RemoteNode>::destroy(base); }
   // A waiter polls for up to 100 us: see block_until_final.
-  static constexpr TaskOps table{&run, &discard, &destroy, &error_of, nullptr, 100'000};
+  static constexpr TaskOps table{&run,    &discard, &destroy, &NodeOps<RemoteNode>::error_of,
+                                 nullptr, 100'000};
 };
 
 /// Builds a pending remote task for f(args...), encoded, with two references.
@@ -446,7 +438,7 @@ RemoteNode<R>* make_remote_node(std::string&& name, Fn& f, Args&... args) {
     encode_call<F, R, A...>(node->call.payload, f, args...);
     if (!name.empty()) node->name = new std::string(std::move(name));
   } catch (...) {
-    Node::destroy(node);
+    NodeOps<Node>::destroy(node);
     throw;
   }
   node->id = next_task_id();

@@ -157,6 +157,22 @@ struct ResultState<void> : TaskState {
   }
 };
 
+/// The destroy and error entries of a node type's TaskOps: every node that is
+/// a ResultState<R> with a heap name and memory from allocate_node.
+template <class Node>
+struct NodeOps {
+  static void destroy(TaskState* base) noexcept {
+    auto* self = static_cast<Node*>(base);
+    self->destroy_result();
+    delete self->name;
+    self->~Node();
+    free_node(self, sizeof(Node));
+  }
+  static const std::exception_ptr& error_of(const TaskState* base) noexcept {
+    return static_cast<const Node*>(base)->error;
+  }
+};
+
 /// The allocation: result slot plus the decayed callable and its arguments.
 template <class R, class Call>
 struct TaskNode final : ResultState<R> {
@@ -187,17 +203,8 @@ struct TaskNode final : ResultState<R> {
     return ok;
   }
   static void discard(TaskState* base) noexcept { static_cast<TaskNode*>(base)->call.~Call(); }
-  static void destroy(TaskState* base) noexcept {
-    auto* self = static_cast<TaskNode*>(base);
-    self->destroy_result();
-    delete self->name;
-    self->~TaskNode();
-    free_node(self, sizeof(TaskNode));
-  }
-  static const std::exception_ptr& error_of(const TaskState* base) noexcept {
-    return static_cast<const TaskNode*>(base)->error;
-  }
-  static constexpr TaskOps table{&run, &discard, &destroy, &error_of, nullptr};
+  static void destroy(TaskState* base) noexcept { NodeOps<TaskNode>::destroy(base); }
+  static constexpr TaskOps table{&run, &discard, &destroy, &NodeOps<TaskNode>::error_of, nullptr};
 };
 
 template <class F, class... Args>
