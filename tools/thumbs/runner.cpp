@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 namespace pools_thumbs {
 
 pools::PoolBase& thumbnail_pool(const std::string& kind, std::size_t workers) {
-  constexpr std::string_view name = "pools-thumbs";
+  const std::string name = "pools-thumbs-" + kind;  // one pool per kind: a program may use several
   if (kind == "multiprocess") {
     pools::MultiprocessOptions options;
     options.workers = workers;

@@ -35,7 +35,7 @@ struct Outcome {
 using OnProgress = std::function<void(std::size_t, std::size_t, std::size_t)>;
 
 /// The pool of `kind` (thread, multiprocess, process, serial) named
-/// "pools-thumbs" with `workers` workers; multiprocess workers start libvips
+/// "pools-thumbs-KIND" with `workers` workers; multiprocess workers start libvips
 /// in their initializer. Throws pools::Error.
 pools::PoolBase& thumbnail_pool(const std::string& kind, std::size_t workers);
 
