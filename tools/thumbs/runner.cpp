@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -178,7 +179,9 @@ Outcome make_thumbnails(pools::PoolBase& pool, const std::vector<Image>& images,
       try {
         reason = f.thumb.wait_return().error;
       } catch (const pools::WorkerLost& e) {  // the decoder crashed its worker
-        reason = fmt::format("the worker process died: {}", e.what());
+        reason = e.signal() ? fmt::format("its worker process {} died of signal {} ({})", e.pid(), e.signal(),
+                                          strsignal(e.signal()))
+                            : fmt::format("its worker process {} exited with status {}", e.pid(), e.exit_status());
       } catch (const std::exception& e) {
         reason = e.what();
       }
