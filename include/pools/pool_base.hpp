@@ -90,14 +90,32 @@ public:
     }
     using Fn = std::decay_t<F>;
     using Params = detail::remote_params_t<Fn, Item>;
-    std::vector<detail::RemoteSubmission> calls;
-    if constexpr (requires { std::size(items); }) calls.reserve(std::size(items));
+    if (chunk_size == 0) {
+      // As Python's Pool.map: about four chunks per worker.
+      std::size_t count = 0;
+      if constexpr (requires { std::size(items); }) {
+        count = std::size(items);
+      } else {
+        for ([[maybe_unused]] auto&& item : items) ++count;
+      }
+      const std::size_t per = 4 * num_workers();
+      chunk_size = count / per + (count % per ? 1 : 0);
+      if (chunk_size == 0) chunk_size = 1;
+    }
+    // Each chunk is submitted as soon as it is encoded: workers start on the
+    // first while the rest are encoded.
+    std::vector<detail::RemoteSubmission> chunk;
+    chunk.reserve(chunk_size);
     for (auto&& item : items) {
       auto* node = make_remote_task<R, Fn>(Params{}, std::string(name), f, item);
       handles.push_back(Task<R>(node));
-      calls.push_back({node, &node->call});
+      chunk.push_back({node, &node->call});
+      if (chunk.size() == chunk_size) {
+        submit_remote_batch(chunk, chunk_size);
+        chunk.clear();
+      }
     }
-    submit_remote_batch(calls, chunk_size);
+    if (!chunk.empty()) submit_remote_batch(chunk, chunk_size);
     return handles;
   }
 

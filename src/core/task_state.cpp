@@ -69,14 +69,19 @@ bool block_until_final(TaskState* s, std::int64_t deadline_ns) noexcept {
     __builtin_ia32_pause();
   }
   // A task whose completion is a reply from another process polls a while
-  // longer, yielding: the reply tends to come sooner than a sleeping thread
-  // would be woken (on a 2-core VM, ~8 us of a ~30 us round trip).
+  // longer: the reply tends to come sooner than a sleeping thread would be
+  // woken (on these VMs an idle CPU takes tens of microseconds to wake), and
+  // the task's poll may read the reply on this thread.
   if (const std::uint32_t poll_ns = s->ops->poll_ns) {
     const std::int64_t until = now_ns() + poll_ns;
     while (deadline_ns < 0 || now_ns() < deadline_ns) {
       if (is_final(s->load_status())) return true;
       if (now_ns() >= until) break;
-      sched_yield();
+      if (s->ops->poll) {
+        s->ops->poll(s);
+      } else {
+        sched_yield();
+      }
     }
   }
   std::uint32_t v = s->status.load(std::memory_order_acquire);

@@ -217,6 +217,41 @@ struct MultiprocessPool::Loop {
     for (; serving < pool.size_; ++serving) replace_worker();
   }
 
+  // A waiter's poll: while the I/O thread sleeps, read the replies that have
+  // arrived on this thread, so that the waiter's task completes without a
+  // wake-up of the I/O thread and then of the waiter. A worker found gone is
+  // left for the I/O thread, which epoll tells.
+  // Not with a task timeout: the I/O thread must see every call start to time
+  // it. What the I/O thread would do next (send queued calls, stop a retiring
+  // worker) is done here too, or left to it with a poke.
+  static void poll_replies(void* self) noexcept {
+    auto* loop = static_cast<Loop*>(self);
+    if (loop->pool.options_.task_timeout.count() > 0 ||
+        !loop->sleeping.load(std::memory_order_relaxed)) {
+      sched_yield();
+      return;
+    }
+    std::unique_lock lock(loop->state_mutex, std::try_to_lock);
+    if (!lock.owns_lock() || loop->terminating || loop->respawn_blocked) return;
+    bool received = false;
+    for (Worker& w : loop->workers) {
+      if (w.fd < 0 || w.in_flight.empty()) continue;
+      const std::size_t before = w.in_flight.size();
+      loop->receive(w);
+      received |= w.in_flight.size() != before;
+    }
+    if (!received) return;
+    loop->take_incoming();
+    loop->dispatch();
+    bool need_loop = !loop->pending.empty();
+    for (Worker& w : loop->workers) {
+      if (!w.out.empty() && w.fd >= 0) loop->flush(w);
+      need_loop |= w.retiring;
+    }
+    lock.unlock();
+    if (need_loop) loop->poke();
+  }
+
   // ---- submitting -----------------------------------------------------------
 
   void post(Unit&& u) {
@@ -446,7 +481,12 @@ struct MultiprocessPool::Loop {
         iov[n].iov_len = v.size() - offset;
         offset = 0;
       }
-      const ssize_t wrote = ::writev(w.fd, iov, n);
+      // sendmsg, not writev: MSG_NOSIGNAL, so that a worker that died does
+      // not raise SIGPIPE in the program.
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<std::size_t>(n);
+      const ssize_t wrote = ::sendmsg(w.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (wrote < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) break;
@@ -623,7 +663,8 @@ struct MultiprocessPool::Loop {
     diag("multiprocess pool '{}': termination signal; stopping {} workers", pool.name(),
          workers.size());
     terminate_deadline = Clock::now() + terminate_grace;
-    for (Worker& w : workers) ::kill(w.pid, SIGTERM);
+    for (Worker& w : workers)
+      if (w.pid > 0) ::kill(w.pid, SIGTERM);
     if (workers.empty()) acknowledge();
   }
 
@@ -715,7 +756,10 @@ struct MultiprocessPool::Loop {
       dispatch();
       for (auto it = workers.begin(); it != workers.end();) {
         auto next = std::next(it);
-        if (!it->out.empty() && it->fd >= 0 && !flush(*it)) lose(it);
+        if (!it->out.empty() && it->fd >= 0 && !flush(*it)) {
+          receive(*it);  // what it said before it went (why its initializer failed)
+          lose(it);
+        }
         it = next;
       }
       const int sleep_ms = check_workers();
@@ -816,6 +860,8 @@ void MultiprocessPool::submit_remote(TaskState* s, RemoteCall* call) {
     if (call->dispose) call->dispose(call);
     refuse(s);
   }
+  call->poll = &Loop::poll_replies;
+  call->poll_arg = loop_.get();
   Unit u;
   u.task = s;
   u.call = call;
@@ -830,10 +876,10 @@ void MultiprocessPool::submit_remote_batch(const std::vector<RemoteSubmission>& 
     count_out(calls.size());
     return PoolBase::submit_remote_batch(calls, chunk_size);  // refuses each
   }
-  if (chunk_size == 0) {
-    // As Python's Pool.map: about four chunks per worker.
-    const std::size_t per = 4 * size_;
-    chunk_size = std::max<std::size_t>(1, (calls.size() + per - 1) / per);
+  if (chunk_size == 0) chunk_size = 1;
+  for (const RemoteSubmission& c : calls) {
+    c.call->poll = &Loop::poll_replies;
+    c.call->poll_arg = loop_.get();
   }
   std::vector<Unit> units;
   units.reserve((calls.size() + chunk_size - 1) / chunk_size);

@@ -119,11 +119,11 @@ std::vector<ModuleInfo> loaded_modules() {
   return out;
 }
 
-const ModuleInfo* module_containing(const std::vector<ModuleInfo>& mods, std::uintptr_t a) {
-  for (const auto& m : mods)
-    for (auto [lo, hi] : m.code)
-      if (a >= lo && a + code_check_bytes <= hi) return &m;
-  return nullptr;
+// True when a and the code_check_bytes after it lie in one of m's executable segments.
+bool holds_code(const ModuleInfo& m, std::uintptr_t a) {
+  for (auto [lo, hi] : m.code)
+    if (a >= lo && a + code_check_bytes <= hi) return true;
+  return false;
 }
 
 // Modules change only when libraries are loaded or unloaded; the list is
@@ -161,7 +161,7 @@ void identify_function(void* fn, CallIdentity& id) {
   thread_local CallIdentity last;
   if (a != last_address || a == 0) {
     ModuleInfo m;
-    if (!find_module([&](const ModuleInfo& mod) { return module_containing({mod}, a); }, m))
+    if (!find_module([&](const ModuleInfo& mod) { return holds_code(mod, a); }, m))
       throw Error(fmt::format("the function at {} is not code of a loaded module", fn));
     last.fn_module = m.key == 0 ? ~std::uint64_t{0} : m.key;  // 0 means "no function"
     last.fn_offset = a - m.base;
@@ -236,14 +236,53 @@ void check_consumed(std::istream& in, std::string_view what) {
 
 namespace wire {
 
+namespace {
+
+// Identities this thread verified lately (a worker sees the same few again
+// and again): verification takes locks and walks the module list.
+struct VerifiedCall {
+  detail::CallIdentity id;
+  detail::InvokeFn invoke = nullptr;
+  void* fn = nullptr;
+};
+constexpr std::size_t verified_slots = 16;
+
+VerifiedCall& verified_slot(const detail::CallIdentity& id) {
+  thread_local VerifiedCall slots[verified_slots];
+  return slots[(id.invoker ^ id.fn_offset) % verified_slots];
+}
+
+bool same_identity(const detail::CallIdentity& a, const detail::CallIdentity& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+ResolvedCall verify(const detail::CallIdentity& id);
+
+}  // namespace
+
 ResolvedCall resolve_call(std::string_view payload) {
   if (payload.size() < detail::identity_size)
     throw Error(fmt::format("malformed call: {} bytes, less than its {}-byte identity",
                             payload.size(), detail::identity_size));
   detail::CallIdentity id;
   std::memcpy(&id, payload.data(), detail::identity_size);
+  VerifiedCall& slot = verified_slot(id);
   ResolvedCall r;
+  if (slot.invoke && same_identity(slot.id, id)) {
+    r.invoke = slot.invoke;
+    r.fn = slot.fn;
+  } else {
+    r = verify(id);
+    slot = VerifiedCall{id, r.invoke, r.fn};
+  }
   r.args = payload.substr(detail::identity_size);
+  return r;
+}
+
+namespace {
+
+ResolvedCall verify(const detail::CallIdentity& id) {
+  ResolvedCall r;
   {
     InvokerTable& t = invokers();
     std::lock_guard lock(t.mutex);
@@ -263,7 +302,7 @@ ResolvedCall resolve_call(std::string_view payload) {
                               "loaded in this process",
                               key));
     const std::uintptr_t a = m.base + id.fn_offset;
-    if (!detail::module_containing({m}, a) || fnv1a64(reinterpret_cast<const void*>(a),
+    if (!detail::holds_code(m, a) || fnv1a64(reinterpret_cast<const void*>(a),
                                                        code_check_bytes) != id.fn_check)
       throw Error(fmt::format("cannot verify the call: offset {:#x} is not the same function "
                               "in this process's copy of the program",
@@ -272,6 +311,8 @@ ResolvedCall resolve_call(std::string_view payload) {
   }
   return r;
 }
+
+}  // namespace
 
 std::string executable_identity() {
   std::string id;

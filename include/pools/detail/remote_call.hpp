@@ -384,6 +384,10 @@ struct RemoteCall {
   bool (*settle)(TaskState* task, std::string_view result, std::exception_ptr error) noexcept;
   // Frees this RemoteCall when it is not part of its task (null: it is).
   void (*dispose)(RemoteCall* self) noexcept = nullptr;
+  // Set by the pool: reads replies that have arrived, if no other thread is
+  // doing so (a waiter's poll, see TaskOps::poll).
+  void (*poll)(void* pool) noexcept = nullptr;
+  void* poll_arg = nullptr;
 };
 
 /// A call on its way to another process: the task and its encoded call.
@@ -421,9 +425,13 @@ struct RemoteNode final : ResultState<R> {
   }
   static void discard(TaskState*) noexcept {}
   static void destroy(TaskState* base) noexcept { NodeOps<RemoteNode>::destroy(base); }
+  static void poll(TaskState* base) noexcept {
+    const RemoteCall& c = static_cast<RemoteNode*>(base)->call;
+    if (c.poll) c.poll(c.poll_arg);
+  }
   // A waiter polls for up to 100 us: see block_until_final.
   static constexpr TaskOps table{&run,    &discard, &destroy, &NodeOps<RemoteNode>::error_of,
-                                 nullptr, 100'000};
+                                 nullptr, 100'000,  &poll};
 };
 
 /// Builds a pending remote task for f(args...), encoded, with two references.

@@ -55,8 +55,11 @@ struct TaskOps {
   // Asks a running task to stop (a command's process group is terminated).
   // Null for tasks that cannot be stopped once started. True when it will stop.
   bool (*interrupt)(TaskState*) noexcept = nullptr;
-  // How long a waiter polls (yielding) before it sleeps; 0: a moment only.
+  // How long a waiter polls before it sleeps; 0: a moment only.
   std::uint32_t poll_ns = 0;
+  // Called by a polling waiter: may complete the task on the waiter's own
+  // thread (a remote task reads its reply). Null: the waiter yields instead.
+  void (*poll)(TaskState*) noexcept = nullptr;
 };
 
 /// Called once when a task reaches a final status (see add_continuation).
