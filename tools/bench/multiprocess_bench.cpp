@@ -18,7 +18,7 @@
 //               chunking, against multiprocessing.Pool.map with its default
 //               chunksize.
 // The Python side is tools/bench/py_pool_bench.py (its path is compiled in,
-// PY_BENCH_SCRIPT), run with --python (default: python3 found on PATH; when
+// PY_BENCH_SCRIPT), run with --python (default: Debian's /usr/bin/python3, else python3 on PATH; when
 // there is none, the Python peers are skipped with a note). Pools used for
 // throughput, round trip and bulk are created and warmed up outside the timed
 // region, on both sides. A wrong result exits with status 1.
@@ -195,7 +195,9 @@ double run_lazy_startup() {
   return seconds_from("pools (lazy)", out);
 }
 
+// Debian's python3 (the peer) when it is there, else python3 on PATH.
 std::string find_python3() {
+  if (access("/usr/bin/python3", X_OK) == 0) return "/usr/bin/python3";
   const char* path = std::getenv("PATH");
   std::istringstream dirs(path ? path : "");
   for (std::string d; std::getline(dirs, d, ':');) {
