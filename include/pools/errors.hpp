@@ -20,6 +20,13 @@ public:
   using Error::Error;
 };
 
+/// Thrown by wait()/wait_return() of a task that never ran because a task it
+/// depended on failed, was cancelled or was skipped (add_task_after).
+class Skipped : public Error {
+public:
+  using Error::Error;
+};
+
 /// A task that ran in another process (multiprocess pool) or on another rank
 /// (cluster pool) threw. Exceptions cannot cross a process, so this carries
 /// what can: the original type's name and what() (both also in this what()),

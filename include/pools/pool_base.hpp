@@ -19,6 +19,14 @@
 
 namespace pools {
 
+class PoolBase;
+namespace detail {
+/// Keeps the failure of a task that completed outside the pool's own paths (a
+/// dependent task, see dependencies.hpp) for the pool's report of failures
+/// nobody waited for.
+void track_failure(PoolBase& pool, TaskState* s) noexcept;
+}  // namespace detail
+
 /// The kinds of pool. Every kind implements PoolBase.
 enum class PoolKind { thread, multiprocess, process, cluster, serial };
 
@@ -221,6 +229,7 @@ private:
   [[noreturn]] void throw_unsendable(const std::string& task, const std::string& why) const;
 
   void note_failure(detail::TaskState* s) noexcept;
+  friend void detail::track_failure(PoolBase& pool, detail::TaskState* s) noexcept;
 
   std::string name_;
   PoolKind kind_;

@@ -17,10 +17,16 @@ namespace pools {
 class PoolBase;
 class TaskBase;
 
+template <class T>
+class Task;
+
 namespace detail {
 struct TaskAccess {
   static TaskState* state(const TaskBase& t);
 };
+/// A handle that adopts one reference of s (for task kinds made outside PoolBase).
+template <class T>
+Task<T> adopt_task(ResultState<T>* s) noexcept;
 std::size_t wait_any(TaskState* const* states, std::size_t n);
 }  // namespace detail
 
@@ -132,7 +138,13 @@ private:
     return static_cast<detail::ResultState<T>*>(state());
   }
   friend class PoolBase;
+  friend Task detail::adopt_task<T>(detail::ResultState<T>* s) noexcept;
 };
+
+template <class T>
+Task<T> detail::adopt_task(ResultState<T>* s) noexcept {
+  return Task<T>(s);
+}
 
 inline detail::TaskState* detail::TaskAccess::state(const TaskBase& t) { return t.state(); }
 

@@ -86,6 +86,8 @@ void PoolBase::refuse(TaskState* s) {
                           name_, task));
 }
 
+void detail::track_failure(PoolBase& pool, TaskState* s) noexcept { pool.note_failure(s); }
+
 void PoolBase::note_failure(TaskState* s) noexcept {
   if (s->status.load(std::memory_order_acquire) & detail::observed_bit) return;
   std::lock_guard lock(failures_mutex_);
