@@ -461,8 +461,15 @@ TEST_CASE("multiprocess: the same name gives the same pool; options only for a n
           "[multiprocess]") {
   auto& a = pools::get_multiprocess_pool(pool_name("same"), 2);
   REQUIRE(&pools::get_multiprocess_pool(pool_name("same")) == &a);
-  REQUIRE_THROWS_AS(pools::get_multiprocess_pool(pool_name("same"), pools::MultiprocessOptions{}),
-                    pools::Error);
+  REQUIRE_THROWS_WITH(pools::get_multiprocess_pool(pool_name("same"), pools::MultiprocessOptions{}),
+                      Catch::Contains("other options"));
+  pools::MultiprocessOptions o;
+  o.workers = 3;
+  o.max_tasks_per_worker = 10;
+  auto& with_options = make_pool("same-options", o);
+  REQUIRE(&make_pool("same-options", o) == &with_options);  // the same options: the same pool
+  o.max_tasks_per_worker = 11;
+  REQUIRE_THROWS_AS(make_pool("same-options", o), pools::Error);
   REQUIRE_THROWS_AS(pools::get_thread_pool(pool_name("same")), pools::Error);
   REQUIRE_THROWS_AS(pools::get_multiprocess_pool(pool_name("zero"), 0), pools::Error);
   a.shutdown();

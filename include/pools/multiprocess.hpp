@@ -36,6 +36,8 @@ struct MultiprocessOptions {
   /// how long tasks take: many for tiny tasks, few for long ones so that
   /// workers share the load evenly).
   std::size_t max_in_flight = 0;
+
+  bool operator==(const MultiprocessOptions&) const = default;
 };
 
 /// Returns the multiprocess pool called `name` (empty: the global one),
@@ -43,8 +45,9 @@ struct MultiprocessOptions {
 /// hardware threads). Same errors as get_thread_pool.
 PoolBase& get_multiprocess_pool(std::string_view name = {},
                                 std::optional<std::size_t> num_workers = {});
-/// The same, with every option. Asking for an existing pool this way throws
-/// pools::Error (its options are fixed when it is made).
+/// The same, with every option. Asking for an existing pool this way returns
+/// it when its options are the same, and throws pools::Error otherwise (the
+/// options are fixed when the pool is made).
 PoolBase& get_multiprocess_pool(std::string_view name, const MultiprocessOptions& options);
 
 /// The global multiprocess pool; the same as get_multiprocess_pool().

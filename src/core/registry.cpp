@@ -96,20 +96,21 @@ std::size_t resolve_size(PoolKind kind, std::string_view name, std::optional<std
 }
 
 using Factory = std::function<std::unique_ptr<PoolBase>(std::string name, std::size_t size)>;
+// For a caller that gave options: true when an existing pool has the same.
+using SameOptions = std::function<bool(PoolBase& existing)>;
 
-// must_be_new: the caller gave options that only a new pool can take.
 PoolBase& get_pool(PoolKind kind, std::string_view name, std::optional<std::size_t> size,
-                   const Factory& make, bool must_be_new = false) {
+                   const Factory& make, const SameOptions& same_options = nullptr) {
   Registry& r = registry();
-  if (name.empty() && !size && !must_be_new) {
+  if (name.empty() && !size && !same_options) {
     if (PoolBase* g = r.globals[static_cast<int>(kind)].load(std::memory_order_acquire)) return *g;
   }
   std::string key = name.empty() ? global_name(kind) : std::string(name);
   std::lock_guard lock(r.mutex);
   if (auto it = r.pools.find(key); it != r.pools.end()) {
     PoolBase& pool = *it->second;
-    if (must_be_new && pool.kind() == kind)
-      throw Error(fmt::format("{} pool '{}' exists already: its options cannot change",
+    if (same_options && pool.kind() == kind && !same_options(pool))
+      throw Error(fmt::format("{} pool '{}' exists already with other options (they cannot change)",
                               to_string(kind), key));
     if (pool.kind() != kind)
       throw Error(fmt::format("pool '{}' is a {} pool, not a {} pool", key, to_string(pool.kind()),
@@ -169,7 +170,9 @@ PoolBase& get_multiprocess_pool(std::string_view name, const MultiprocessOptions
                   [&](std::string n, std::size_t size) -> std::unique_ptr<PoolBase> {
                     return std::make_unique<detail::MultiprocessPool>(std::move(n), size, options);
                   },
-                  true);
+                  [&](PoolBase& existing) {
+                    return static_cast<detail::MultiprocessPool&>(existing).options() == options;
+                  });
 }
 
 PoolBase& global_thread_pool() { return get_thread_pool(); }

@@ -24,6 +24,7 @@ public:
   ~MultiprocessPool() override;
 
   std::size_t num_workers() const noexcept override { return size_; }
+  const MultiprocessOptions& options() const noexcept { return options_; }
   std::size_t num_active_tasks() const noexcept override;
   void wait_completion() noexcept override;
   void shutdown() override;
