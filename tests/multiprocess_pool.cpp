@@ -120,6 +120,16 @@ std::vector<std::uint8_t> reverse_bytes(std::vector<std::uint8_t> v) {
   return v;
 }
 
+// A task that uses a multiprocess pool of its own inside its worker process.
+int sum_in_nested_processes(int n) {
+  auto& inner = pools::get_multiprocess_pool("nested inside a worker", 2);
+  std::vector<pools::Task<int>> parts;
+  for (int i = 1; i <= n; ++i) parts.push_back(inner.add_task("", square, i));
+  int sum = 0;
+  for (auto& t : parts) sum += t.wait_return();
+  return sum;
+}
+
 // A task that uses a thread pool inside its worker process.
 int sum_on_worker_threads(int n) {
   std::vector<pools::Task<int>> parts;
@@ -452,6 +462,7 @@ TEST_CASE("multiprocess: a queued task can be cancelled before a worker takes it
 TEST_CASE("multiprocess: a task may use pools of its own inside its worker", "[multiprocess]") {
   auto& pool = pools::get_multiprocess_pool(pool_name("nested"), 2);
   REQUIRE(pool.add_task("threads inside", sum_on_worker_threads, 10).wait_return() == 385);
+  REQUIRE(pool.add_task("processes inside", sum_in_nested_processes, 10).wait_return() == 385);
   auto cmd = pool.add_process("command", std::string("echo $PPID"));
   const int ran_from = std::stoi(cmd.wait_return());
   REQUIRE(ran_from != ::getpid());  // started by a worker process

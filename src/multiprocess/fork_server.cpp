@@ -141,6 +141,14 @@ void ForkServer::start_early() {
   s.ensure_running();
 }
 
+void ForkServer::forget_after_fork() noexcept {
+  ForkServer& s = instance();
+  ::new (&s.mutex_) std::mutex;
+  s.control_ = -1;
+  s.pid_ = 0;
+  s.exits_.clear();
+}
+
 void ForkServer::ensure_running() {
   if (pid_ > 0) {
     int status;

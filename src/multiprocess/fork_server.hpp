@@ -27,6 +27,10 @@ public:
   static ForkServer& instance();
   /// Starts the server now if it is not running (pools::init calls this).
   static void start_early();
+  /// In a worker: the copy of the program's server connection is not ours
+  /// (its descriptor number may now be another file); a multiprocess pool
+  /// made by a task in the worker starts a server of its own.
+  static void forget_after_fork() noexcept;
 
   /// Forks a worker that runs run_worker(socket, config) (see worker.hpp).
   /// `socket` is the worker's end of its connection; the caller keeps the

@@ -15,6 +15,7 @@
 #include <pools/registry.hpp>
 
 #include "core/registry_internal.hpp"
+#include "multiprocess/fork_server.hpp"
 #include "multiprocess/reply.hpp"
 #include "process/process_engine.hpp"
 #include "wire/frame.hpp"
@@ -120,6 +121,7 @@ void run_hook(const std::string& encoded, const char* what, int socket) {
   // What this process copied from the program but cannot use.
   forget_pools_after_fork();
   ProcessEngine::forget_shared_after_fork();
+  ForkServer::forget_after_fork();
 
   WorkerConfig config;
   try {
