@@ -98,14 +98,13 @@ std::size_t serve_frame(const wire::Frame& f, std::string& out) {
 }
 
 // Runs an initializer or finalizer (an encoded call of a void() function).
-void run_hook(const std::string& encoded, const char* what, int socket) {
+void run_hook(const std::string& encoded, int socket) {
   if (encoded.empty()) return;
   std::string out(wire::header_size, '\0');
   run_encoded(encoded, out);
   if (reply_item_kind(out, wire::header_size) == wire::FrameKind::result) return;
   // Tell the pool why, then leave: a worker whose initializer failed is no use.
   write_all(socket, out, seal_single_reply(out, 0));
-  (void)what;
   std::fflush(nullptr);
   std::_Exit(exit_initializer_failed);
 }
@@ -131,7 +130,7 @@ void run_hook(const std::string& encoded, const char* what, int socket) {
   }
   for (const auto& [k, v] : config.environment) ::setenv(k.c_str(), v.c_str(), 1);
 
-  run_hook(config.initializer, "initializer", socket);
+  run_hook(config.initializer, socket);
   // Hello says the worker is ready: a worker that dies before it was not
   // running any call (the pool requeues them).
   {
@@ -170,7 +169,7 @@ void run_hook(const std::string& encoded, const char* what, int socket) {
         write_all(socket, out, serve_frame(*f, out));
         break;
       case wire::FrameKind::stop: {
-        run_hook(config.finalizer, "finalizer", socket);
+        run_hook(config.finalizer, socket);
         std::string bye(wire::header_size, '\0');
         seal_frame(bye, wire::FrameKind::bye, 0);
         write_all(socket, bye);
