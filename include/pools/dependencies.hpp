@@ -160,14 +160,23 @@ struct Join {
 
   void all_done() noexcept {
     // cancel() of the dependent task before its dependencies finished wins.
-    if (!try_start(node)) return finished();
-    if (const TaskState* bad = first_unsuccessful()) {
-      node->fail(std::make_exception_ptr(Skipped(skipped_message(task_name(node), bad))));
+    if (!try_start(node)) {
+      if (hooks_active()) [[unlikely]] observe_unstarted(*pool, node, nullptr);
       return finished();
     }
+    if (const TaskState* bad = first_unsuccessful()) {
+      auto skipped = std::make_exception_ptr(Skipped(skipped_message(task_name(node), bad)));
+      if (hooks_active()) [[unlikely]] observe_unstarted(*pool, node, skipped);
+      node->fail(std::move(skipped));
+      return finished();
+    }
+    // The task it becomes takes this handle's id: observers see one task.
+    ReuseTaskId same_id(node->id);
     try {
       inner = start(*this);
     } catch (...) {
+      if (hooks_active() && !same_id.taken()) [[unlikely]]
+        observe_unstarted(*pool, node, std::current_exception());
       node->fail(std::current_exception());
       return finished();
     }
@@ -216,6 +225,7 @@ Task<R> start_join(PoolBase& pool, std::string name, Deps deps, Start start, std
   node->refs.store(2, std::memory_order_relaxed);  // the handle and the join
   Task<R> handle = adopt_task(static_cast<ResultState<R>*>(node));
   if (!name.empty()) node->name = new std::string(std::move(name));
+  if (hooks_active()) [[unlikely]] observe_queued(pool, node);
   using J = Join<R, Deps, Start>;
   auto* join = new J{&pool, node, std::move(deps), std::move(start), {count}, {}, {}, {}};
   join->links.resize(count);

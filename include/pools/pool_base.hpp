@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <initializer_list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -14,6 +16,7 @@
 #include <pools/detail/remote_call.hpp>
 #include <pools/detail/task_state.hpp>
 #include <pools/errors.hpp>
+#include <pools/observer.hpp>
 #include <pools/process.hpp>
 #include <pools/task.hpp>
 
@@ -25,6 +28,12 @@ namespace detail {
 /// dependent task, see dependencies.hpp) for the pool's report of failures
 /// nobody waited for.
 void track_failure(PoolBase& pool, TaskState* s) noexcept;
+/// Observer hooks for tasks made outside PoolBase (add_task_after): the queued
+/// event of s, and the finished event of a task that never started (skipped,
+/// cancelled) with its error (null: cancelled).
+void observe_queued(PoolBase& pool, TaskState* s) noexcept;
+void observe_unstarted(PoolBase& pool, TaskState* s, const std::exception_ptr& error) noexcept;
+struct ObserverList;
 }  // namespace detail
 
 /// The kinds of pool. Every kind implements PoolBase.
@@ -75,6 +84,7 @@ public:
     detail::ResultState<R>* node =
         detail::make_task_node(std::move(name), std::forward<F>(f), std::forward<Args>(args)...);
     Task<R> handle(node);  // adopts one reference; submit() adopts the other
+    if (detail::hooks_active()) [[unlikely]] notify_queued(node);
     submit(node);
     return handle;
   }
@@ -117,6 +127,7 @@ public:
     for (auto&& item : items) {
       auto* node = make_remote_task<R, Fn>(Params{}, std::string(name), f, item);
       handles.push_back(Task<R>(node));
+      if (detail::hooks_active()) [[unlikely]] notify_queued(node);
       chunk.push_back({node, &node->call});
       if (chunk.size() == chunk_size) {
         submit_remote_batch(chunk, chunk_size);
@@ -162,6 +173,15 @@ public:
   /// True until shutdown() began.
   bool accepting() const noexcept { return accepting_.load(std::memory_order_seq_cst); }
 
+  /// Adds an observer of this pool's tasks (see observer.hpp): it receives
+  /// the events that begin after this returns. The same observer may watch
+  /// several pools. Thread-safe. Throws pools::Error for an empty pointer.
+  void add_observer(std::shared_ptr<Observer> observer);
+  /// Removes it; false when it was not there. No event begins for it after
+  /// this returns (one being delivered on another thread may still finish; the
+  /// pool keeps it alive until then). Thread-safe; may be called from an observer.
+  bool remove_observer(const std::shared_ptr<Observer>& observer);
+
   virtual ~PoolBase();
 
 protected:
@@ -185,12 +205,33 @@ protected:
 
   /// Runs a queued task (unless it was cancelled), completes it and drops the
   /// queue's reference. Never throws.
-  void execute(detail::TaskState* s) noexcept;
+  /// `worker` is what runs it, for the started event (observers).
+  void execute(detail::TaskState* s, WorkerId worker = {}) noexcept;
 
   /// Completes a task that ran (ok: it succeeded), keeps its failure for the
   /// report if nobody waits for it, and drops the queue's reference. For
   /// backends that run tasks without execute(). Never throws.
+  /// Delivers the task's finished event (observers) before completing it.
   void finish(detail::TaskState* s, bool ok) noexcept;
+
+  // ---- observer hooks, for backends (src/core/observer.cpp) ----------------
+  // Every task gets queued (PoolBase does it in add_task/add_process), then
+  // at most one started, then exactly one finished. A backend that runs tasks
+  // through execute() gets started and finished for free (pass the worker).
+  // One that runs them itself (the multiprocess and cluster pools) calls
+  // notify_started(s, worker) when a worker begins s (after try_start claimed
+  // it) and finish(s, ok) when it ends (finish delivers finished); a task it
+  // drops unrun (cancelled while queued) gets notify_dropped(s) before its
+  // reference is released. Each is guarded by detail::hooks_active(), one
+  // relaxed load, so that a pool without observers pays nothing more:
+  //   if (detail::hooks_active()) [[unlikely]] notify_started(s, {WorkerKind::rank, r});
+  // All three never throw and may run on any thread.
+
+  void notify_started(detail::TaskState* s, WorkerId worker) noexcept;
+  void notify_dropped(detail::TaskState* s) noexcept { notify_finished_unstarted(s, nullptr); }
+  /// Events of this pool's tasks are delivered as `owner`'s (the process
+  /// pool's function threads report as the process pool).
+  void report_events_to(PoolBase& owner) noexcept;
 
   /// Discards a task the pool will not run and throws pools::Error saying why.
   [[noreturn]] void refuse(detail::TaskState* s);
@@ -223,6 +264,7 @@ private:
                           Args&... args) {
     auto* node = make_remote_task<R, F>(params, std::move(name), f, args...);
     Task<R> handle(node);
+    if (detail::hooks_active()) [[unlikely]] notify_queued(node);
     submit_remote(node, &node->call);
     return handle;
   }
@@ -230,6 +272,12 @@ private:
 
   void note_failure(detail::TaskState* s) noexcept;
   friend void detail::track_failure(PoolBase& pool, detail::TaskState* s) noexcept;
+  void notify_queued(detail::TaskState* s) noexcept;
+  void notify_finished(detail::TaskState* s, bool ok, const std::exception_ptr* error) noexcept;
+  void notify_finished_unstarted(detail::TaskState* s, const std::exception_ptr& error) noexcept;
+  friend void detail::observe_queued(PoolBase&, detail::TaskState*) noexcept;
+  friend void detail::observe_unstarted(PoolBase&, detail::TaskState*,
+                                        const std::exception_ptr&) noexcept;
 
   std::string name_;
   PoolKind kind_;
@@ -238,6 +286,8 @@ private:
   mutable std::mutex failures_mutex_;
   std::vector<detail::TaskState*> failures_;  // each holds a reference
   std::uint64_t failure_count_ = 0;
+  std::atomic<std::shared_ptr<const detail::ObserverList>> observers_;
+  PoolBase* event_owner_ = this;
 };
 
 }  // namespace pools

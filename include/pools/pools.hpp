@@ -4,6 +4,7 @@
 #include <pools/dependencies.hpp>
 #include <pools/errors.hpp>
 #include <pools/multiprocess.hpp>
+#include <pools/observer.hpp>
 #include <pools/pool_base.hpp>
 #include <pools/process.hpp>
 #include <pools/registry.hpp>

@@ -30,6 +30,7 @@ PoolBase::PoolBase(std::string name, PoolKind kind)
       crosses_processes_(kind == PoolKind::multiprocess || kind == PoolKind::cluster) {}
 
 void PoolBase::submit_remote(TaskState* s, detail::RemoteCall*) {
+  if (detail::hooks_active()) [[unlikely]] notify_dropped(s);
   s->ops->discard(s);
   detail::complete(s, TaskStatus::cancelled);
   detail::release(s);
@@ -43,6 +44,7 @@ void PoolBase::submit_remote_batch(const std::vector<detail::RemoteSubmission>& 
   } catch (...) {
     // The rest were never queued: drop the references the queue would have had.
     for (++i; i < calls.size(); ++i) {
+      if (detail::hooks_active()) [[unlikely]] notify_dropped(calls[i].task);
       detail::complete(calls[i].task, TaskStatus::cancelled);
       detail::release(calls[i].task);
     }
@@ -59,23 +61,28 @@ PoolBase::~PoolBase() {
   for (TaskState* s : failures_) detail::release(s);
 }
 
-void PoolBase::execute(TaskState* s) noexcept {
+void PoolBase::execute(TaskState* s, WorkerId worker) noexcept {
   if (!detail::try_start(s)) {
     // cancel() won: the task never runs.
+    if (detail::hooks_active()) [[unlikely]] notify_dropped(s);
     s->ops->discard(s);
     detail::release(s);
     return;
   }
+  if (detail::hooks_active()) [[unlikely]] notify_started(s, worker);
   finish(s, s->ops->run(s));
 }
 
 void PoolBase::finish(TaskState* s, bool ok) noexcept {
+  // Before complete(): a wait() that returns has seen the observers run.
+  if (detail::hooks_active()) [[unlikely]] notify_finished(s, ok, nullptr);
   detail::complete(s, ok ? TaskStatus::succeeded : TaskStatus::failed);
   if (!ok) note_failure(s);
   detail::release(s);
 }
 
 void PoolBase::refuse(TaskState* s) {
+  if (detail::hooks_active()) [[unlikely]] notify_dropped(s);
   s->ops->discard(s);
   // Complete it as cancelled so that the handle the caller never receives
   // (add_task throws) cannot be waited on by anyone; then drop our reference.

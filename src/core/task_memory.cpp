@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <utility>
 
 #include <sys/mman.h>
 
@@ -168,7 +169,17 @@ void free_node(void* p, std::size_t size) noexcept {
   if (!c.registered) register_flusher();
 }
 
+namespace {
+// add_task_after: the id the next task made on this thread takes (ReuseTaskId
+// in src/core/observer.cpp); 0: none.
+POOLS_FAST_TLS thread_local std::uint64_t reused_id = 0;
+}  // namespace
+
+void note_reused_id(std::uint64_t id) noexcept { reused_id = id; }
+std::uint64_t pending_reused_id() noexcept { return reused_id; }
+
 std::uint64_t next_task_id() noexcept {
+  if (reused_id != 0) [[unlikely]] return std::exchange(reused_id, 0);
   // Ids come in blocks per thread, so submitting threads do not contend.
   constexpr std::uint64_t block = 1024;
   static std::atomic<std::uint64_t> next_block{1};

@@ -48,6 +48,7 @@ struct Unit {
   RemoteCall* call = nullptr;
   std::vector<RemoteSubmission> batch;  // ...or a chunk
   bool claimed = false;          // moved to running (try_start) already
+  bool announced = false;        // its started events were delivered (observers)
   std::uint64_t seq = 0;         // the frame's task id on the wire
   std::uint64_t out_end = 0;     // the worker's output byte count once this frame is out
   std::size_t items() const noexcept { return batch.empty() ? 1 : batch.size(); }
@@ -346,6 +347,7 @@ struct MultiprocessPool::Loop {
   void drop_cancelled(TaskState* t, RemoteCall* c) {
     t->ops->discard(t);
     if (c->dispose) c->dispose(c);
+    if (hooks_active()) [[unlikely]] pool.notify_dropped(t);
     release(t);  // cancel() completed it
     pool.count_out(1);
   }
@@ -453,10 +455,26 @@ struct MultiprocessPool::Loop {
     if (w.in_flight.empty()) w.head_since = Clock::now();
     w.calls_sent += u.items();
     w.in_flight.push_back(std::move(u));
+    if (w.in_flight.size() == 1 && hooks_active()) [[unlikely]] announce_head(w);
     const std::size_t recycle = pool.options_.max_tasks_per_worker;
     if (recycle && w.calls_sent >= recycle && !w.retiring) {
       w.retiring = true;  // no more calls; a fresh worker takes over
       replace_worker();
+    }
+  }
+
+  // Observers: a worker runs its calls in the order sent, so the call at the
+  // head of its queue is the one it runs; its tasks are reported started when
+  // they get there (a chunk's tasks all at once), not when they were sent.
+  void announce_head(Worker& w) {
+    if (w.in_flight.empty() || w.in_flight.front().announced) return;
+    Unit& u = w.in_flight.front();
+    u.announced = true;
+    const WorkerId id{WorkerKind::process, static_cast<std::int64_t>(w.pid)};
+    if (u.batch.empty()) {
+      pool.notify_started(u.task, id);
+    } else {
+      for (auto& s : u.batch) pool.notify_started(s.task, id);
     }
   }
 
@@ -572,6 +590,7 @@ struct MultiprocessPool::Loop {
                         static_cast<double>(u.items());
     w.service_ns = w.service_ns <= 0 ? took : 0.8 * w.service_ns + 0.2 * took;
     w.head_since = now;
+    if (hooks_active()) [[unlikely]] announce_head(w);
     w.replies += u.items();
     if (u.batch.empty()) {
       if (kind == FrameKind::result_batch) throw wire::WireError("a batch reply to a single call");
@@ -902,6 +921,7 @@ void MultiprocessPool::submit_process(TaskState* s) {
   try {
     call = make_command_call(static_cast<ProcessNode*>(s));
   } catch (...) {
+    if (hooks_active()) notify_dropped(s);
     s->ops->discard(s);
     complete(s, TaskStatus::cancelled);
     release(s);

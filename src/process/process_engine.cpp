@@ -513,6 +513,10 @@ void ProcessEngine::Impl::on_spawned(const std::shared_ptr<Job>& job, Spawned ch
   ProcessResult& r = n->result;
   n->ran = true;
   r.pid = job->pid = child.pid;
+  if (n->on_started && !n->start_announced) {
+    n->start_announced = true;
+    n->on_started(n, n->done_arg);
+  }
   r.started = child.started;
   job->spawned = child.spawned;
   job->out.assign(child.out.release());
@@ -734,6 +738,11 @@ void ProcessEngine::Impl::notify(ProcessNode* n, ProcessOutcome outcome) noexcep
 }
 
 void ProcessEngine::Impl::settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept {
+  // A claimed command that never spawned still started, for its observers.
+  if (outcome != ProcessOutcome::not_started && n->on_started && !n->start_announced) {
+    n->start_announced = true;
+    n->on_started(n, n->done_arg);
+  }
   notify(n, outcome);
   if (terminating && running.empty()) acknowledge_termination();
   pump();

@@ -213,6 +213,7 @@ ProcessTask PoolBase::add_process(std::string name, std::vector<std::string> arg
   detail::ProcessSpec spec{std::move(argv), std::move(options)};
   detail::ProcessNode* n = detail::make_process_node(std::move(name), std::move(spec));
   ProcessTask handle(n);
+  if (detail::hooks_active()) [[unlikely]] notify_queued(n);
   submit_process(n);
   return handle;
 }

@@ -38,6 +38,11 @@ struct ProcessNode final : ResultState<std::string> {
   // holds a reference across the call). Set before the node reaches the engine.
   void (*on_done)(ProcessNode*, ProcessOutcome, void* arg) noexcept = nullptr;
   void* done_arg = nullptr;
+  // Called at most once on the engine thread when the command starts (its
+  // first spawn, or before on_done of a first attempt that could not spawn),
+  // with done_arg; for observers (the process pool). Null: not called.
+  void (*on_started)(ProcessNode*, void* arg) noexcept = nullptr;
+  bool start_announced = false;  // engine thread only
 
   // cancel() of a running command: set first, then the engine is told.
   std::atomic<bool> interrupt_requested{false};

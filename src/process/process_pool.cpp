@@ -23,6 +23,7 @@ ThreadPool& ProcessPool::functions() {
   if (!functions_owner_) {
     // Not registered: it belongs to this pool and closes with it.
     functions_owner_ = std::make_unique<ThreadPool>(name() + " (functions)", max_running_);
+    functions_owner_->report_events_to(*this);  // observers see this pool's tasks
     functions_.store(functions_owner_.get(), std::memory_order_release);
   }
   return *functions_owner_;
@@ -44,6 +45,7 @@ void ProcessPool::submit(TaskState* s) {
   try {
     f = &functions();
   } catch (...) {
+    if (hooks_active()) notify_dropped(s);
     s->ops->discard(s);
     complete(s, TaskStatus::cancelled);
     release(s);
@@ -63,12 +65,20 @@ void ProcessPool::submit_process(TaskState* s) {
   auto* n = static_cast<ProcessNode*>(s);
   n->on_done = &ProcessPool::command_done;
   n->done_arg = this;
+  n->on_started = &ProcessPool::command_started;
   engine_.start(n, true);
+}
+
+void ProcessPool::command_started(ProcessNode* n, void* arg) noexcept {
+  if (hooks_active()) [[unlikely]]
+    static_cast<ProcessPool*>(arg)->notify_started(
+        n, {WorkerKind::command, n->result.pid > 0 ? n->result.pid : -1});
 }
 
 void ProcessPool::command_done(ProcessNode* n, ProcessOutcome outcome, void* arg) noexcept {
   auto* self = static_cast<ProcessPool*>(arg);
   if (outcome == ProcessOutcome::not_started) {
+    if (hooks_active()) [[unlikely]] self->notify_dropped(n);
     release(n);  // cancel() completed it already
   } else {
     self->finish(n, outcome == ProcessOutcome::succeeded);

@@ -35,6 +35,7 @@ protected:
 
 private:
   static void command_done(ProcessNode* n, ProcessOutcome outcome, void* pool) noexcept;
+  static void command_started(ProcessNode* n, void* pool) noexcept;
   ThreadPool& functions();
   ThreadPool* functions_if_made() const noexcept;
 

@@ -45,7 +45,7 @@ void SerialPool::submit(TaskState* s) {
   }
   const Frame frame{this, innermost};
   innermost = &frame;
-  execute(s);
+  execute(s, {WorkerKind::caller, -1});  // the caller's thread id, looked up when observed
   innermost = frame.outer;
   completed_.fetch_add(1, std::memory_order_relaxed);
   running_.fetch_sub(1, std::memory_order_seq_cst);

@@ -216,7 +216,7 @@ TaskState* ThreadPool::find_work(Worker* self) noexcept {
 void ThreadPool::run_task(Worker* w, TaskState* s) noexcept {
   Context* ctx = this_thread_context;
   ++ctx->depth;
-  execute(s);
+  execute(s, {WorkerKind::thread, static_cast<std::int64_t>(w->index)});
   --ctx->depth;
   count_one(w->completed);
 }

@@ -36,6 +36,7 @@ public:
 
   // Public so that other backends can run functions on a thread pool they own.
   void submit(TaskState* s) override;
+  using PoolBase::report_events_to;
 
 private:
   struct alignas(64) Worker {
