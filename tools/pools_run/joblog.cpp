@@ -20,7 +20,7 @@ std::string format_joblog_line(const JoblogEntry& e) {
     if (c == '\n') command += "\\n";
     else command += c;
   }
-  return fmt::format("{}\t:\t{:.3f}\t{:10.3f}\t0\t{}\t{}\t{}\t{}", e.seq, start, runtime,
+  return fmt::format("{}\t{}\t{:.3f}\t{:10.3f}\t0\t{}\t{}\t{}\t{}", e.seq, e.host, start, runtime,
                      e.received, e.exitval, e.signal, command);
 }
 

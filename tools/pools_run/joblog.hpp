@@ -23,6 +23,7 @@ inline constexpr std::string_view joblog_header =
 /// One line of a joblog.
 struct JoblogEntry {
   std::uint64_t seq = 0;
+  std::string host = ":";  // where the job ran: ":" is this machine (as GNU parallel)
   std::chrono::system_clock::time_point start{};
   std::chrono::nanoseconds runtime{0};
   std::uint64_t received = 0;  // bytes of stdout

@@ -18,6 +18,7 @@
 #include "options.hpp"
 #include "pool_kinds.hpp"
 #include "runner.hpp"
+#include "stream_run.hpp"
 
 namespace {
 
@@ -55,6 +56,9 @@ int run(int argc, char** argv) {
                POOLS_VERSION);
     return 0;
   }
+  check_stage_options(o);
+  if (o.worker) return run_worker(o);
+  if (o.process) return run_process(o);
   std::string command_text;
   for (const auto& w : o.command) command_text += (command_text.empty() ? "" : " ") + w;
   CommandTemplate tmpl(command_text);  // before reading input: a bad template fails at once
@@ -62,6 +66,7 @@ int run(int argc, char** argv) {
   if (o.resume || o.resume_failed) done = read_joblog(o.joblog);
   Product jobs = read_sources(o);
   if (o.dry_run) return print_dry_run(o, jobs, tmpl, done);
+  if (o.transmit) return run_transmit(o, jobs, tmpl, done);
 
   std::size_t workers = o.jobs ? o.jobs : static_cast<std::size_t>(std::clamp<std::uint64_t>(jobs.size(), 1, 4096));
   pools::PoolBase& pool = get_pool(o.pool, workers);

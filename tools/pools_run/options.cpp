@@ -51,7 +51,10 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   // Options that take a value, and what to do with it.
   using Setter = std::function<void(const std::string&)>;
   const std::map<std::string, Setter> with_value = {
-      {"-j", [&](const std::string& v) { o.jobs = parse_jobs(v, std::max<std::size_t>(cores, 1)); }},
+      {"-j", [&](const std::string& v) {
+         o.jobs = parse_jobs(v, std::max<std::size_t>(cores, 1));
+         o.jobs_given = true;
+       }},
       {"--pool", [&](const std::string& v) { o.pool = v; }},
       {"--timeout", [&](const std::string& v) { o.timeout = parse_seconds("--timeout", v); }},
       {"--retries", [&](const std::string& v) { o.retries = static_cast<unsigned>(parse_count("--retries", v, 1000)); }},
@@ -81,7 +84,8 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   const std::map<std::string, bool*> flags = {
       {"--keep-order", &o.keep_order}, {"--tag", &o.tag},     {"--resume", &o.resume},
       {"--resume-failed", &o.resume_failed}, {"--dry-run", &o.dry_run}, {"--bar", &o.bar},
-      {"--help", &o.help},          {"--version", &o.version}};
+      {"--help", &o.help},          {"--version", &o.version},
+      {"--transmit", &o.transmit},  {"--worker", &o.worker},   {"--process", &o.process}};
   bool ignored = false;
   const std::map<std::string, bool*> accepted_and_ignored = {
       {"--will-cite", &ignored}, {"--no-notice", &ignored}, {"--group", &ignored}};
@@ -147,6 +151,8 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
       o.sources.push_back(std::move(s));  // an empty ::: list means no jobs
     }
   }
+  if (int(o.transmit) + int(o.worker) + int(o.process) > 1)
+    throw UsageError("--transmit, --worker and --process are three stages: give at most one");
   if (o.resume && o.resume_failed) o.resume = false;  // --resume-failed includes --resume
   if ((o.resume || o.resume_failed) && o.joblog.empty())
     throw UsageError(std::string(o.resume_failed ? "--resume-failed" : "--resume") +
@@ -191,6 +197,11 @@ Options:
   --bar              progress bar with ETA on stderr (plain progress lines when stderr
                      is not a terminal)
   --no-summary       no summary line at the end
+  --transmit         write the jobs as a job stream to stdout instead of running them
+  --worker           run the job stream read from stdin; write the results to stdout
+  --process          read a result stream from stdin: output, joblog, summary, exit
+                     status as a local run (pools-run --transmit ... | ssh host
+                     pools-run --worker | pools-run --process; see "Job streams")
   -h, --help         this text
   -V, --version      the version
 

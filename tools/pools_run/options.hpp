@@ -43,6 +43,10 @@ struct Options {
   std::vector<std::string> command;  // the command template's words
   std::vector<SourceSpec> sources;   // empty: stdin
   bool help = false, version = false;
+  // Job streams (docs/pools-run.md, "Job streams"): write the jobs, run a
+  // stream of jobs, or report a stream of results. At most one is set.
+  bool transmit = false, worker = false, process = false;
+  bool jobs_given = false;  // -j was on the command line (--transmit passes it on)
 };
 
 /// Parses argv (without argv[0]). `cores` resolves -j defaults, N% and +N/-N.

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -34,17 +35,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 void say(const std::string& text) { fmt::print(stderr, "pools-run: {}\n", text); }
-
-/// A job that finished, one way or another.
-struct Finished {
-  std::uint64_t seq = 0;
-  std::string command;
-  std::vector<std::string> args;
-  bool ran = false;       // false: never started (problem, or the library could not start it)
-  std::string problem;    // why it did not run
-  pools::ProcessResult result;
-  bool succeeded() const { return ran && result.succeeded(); }
-};
 
 /// Prints outputs, in completion order or (keep_order) in input order.
 class Printer {
@@ -135,6 +125,7 @@ public:
     if (!f_) return;
     JoblogEntry e;
     e.seq = f.seq;
+    if (!f.host.empty()) e.host = f.host;
     e.command = f.command;
     e.start = f.result.started.time_since_epoch().count() ? f.result.started : std::chrono::system_clock::now();
     e.runtime = f.result.elapsed;
@@ -179,16 +170,124 @@ void save_results(const std::string& dir, const Finished& f, bool& warned) {
   }
 }
 
+}  // namespace
+
+struct Report::Impl {
+  Impl(const Options& o, std::uint64_t to_run)
+      : opts(o), to_run(to_run), progress(o.bar, to_run, stderr), printer(o, progress), joblog(o) {}
+
+  void finish(Finished job) {
+    bool ok = job.succeeded();
+    ok ? ++succeeded : ++failed;
+    progress.clear();
+    if (!job.ran) {
+      say(fmt::format("job {} could not run: {}\npools-run: command: {}", job.seq, job.problem,
+                      job.command.substr(0, 200)));
+    } else if (job.result.timed_out) {
+      say(fmt::format("Warning: This job was killed because it timed out:\npools-run: Warning: {}",
+                      job.command));
+    }
+    check_halt(job);
+    joblog.write(job);
+    if (!opts.results.empty()) save_results(opts.results, job, results_warned);
+    printer.add(std::move(job));
+  }
+
+  void check_halt(const Finished& job) {
+    using W = HaltPolicy::Why;
+    const auto& h = opts.halt;
+    if (h.when == HaltPolicy::When::never) return;
+    bool ok = job.succeeded();
+    if (h.why == W::fail && !ok) say("This job failed:\n" + job.command);
+    if (halting || !h.triggered(succeeded, failed, to_run)) return;
+    if (h.why == W::success) say("This job succeeded:\n" + job.command);
+    if (h.why == W::done) say(std::string("This job finished:\n") + job.command);
+    halting = true;
+    if (!ok) halting_exit = job.ran ? job.result.exit_code : -1;
+    if (on_halt) on_halt(h.when);
+  }
+
+  void print_summary(std::chrono::steady_clock::duration wall) {
+    double secs = std::chrono::duration<double>(wall).count();
+    auto ran = succeeded + failed - lost + killed;
+    std::string skip_text = fmt::format("{} skipped", skipped + not_started);
+    if (skipped && not_started)
+      skip_text += fmt::format(" ({} done in the joblog, {} not started after --halt)", skipped, not_started);
+    else if (skipped)
+      skip_text += " (done in the joblog)";
+    else if (not_started)
+      skip_text += " (not started after --halt)";
+    std::string killed_text = killed ? fmt::format(", {} killed by --halt now", killed) : "";
+    std::string lost_text = lost ? fmt::format(" ({} of them lost: no result came back)", lost) : "";
+    progress.clear();
+    say(fmt::format("{} succeeded, {} failed{}, {}{}; wall time {:.3f} s, {:.1f} commands/s",
+                    succeeded, failed, lost_text, skip_text, killed_text, secs,
+                    secs > 0 ? double(ran) / secs : 0.0));
+  }
+
+  const Options& opts;
+  std::uint64_t to_run;
+  Progress progress;
+  Printer printer;
+  Joblog joblog;
+  std::function<void(HaltPolicy::When)> on_halt;
+  std::uint64_t succeeded = 0, failed = 0, skipped = 0, not_started = 0, killed = 0, lost = 0;
+  bool halting = false;
+  std::optional<int> halting_exit;
+  bool results_warned = false;
+};
+
+Report::Report(const Options& opts, std::uint64_t to_run) : impl_(std::make_unique<Impl>(opts, to_run)) {}
+Report::~Report() = default;
+void Report::on_halt(std::function<void(HaltPolicy::When)> handler) { impl_->on_halt = std::move(handler); }
+void Report::finish(Finished job) { impl_->finish(std::move(job)); }
+void Report::skip(std::uint64_t seq) {
+  ++impl_->skipped;
+  impl_->printer.pass(seq);
+}
+void Report::killed(std::uint64_t seq) {
+  ++impl_->killed;
+  impl_->printer.pass(seq);
+}
+void Report::not_started(std::uint64_t n) { impl_->not_started += n; }
+void Report::lost(std::uint64_t n) {
+  impl_->lost += n;
+  impl_->failed += n;
+}
+bool Report::halting() const noexcept { return impl_->halting; }
+void Report::update(std::uint64_t running) {
+  impl_->progress.update(impl_->succeeded + impl_->failed, impl_->failed, running);
+}
+int Report::end(std::chrono::steady_clock::duration wall) {
+  auto& i = *impl_;
+  i.printer.flush_all();
+  update(0);
+  i.progress.finish();
+  if (i.opts.summary) i.print_summary(wall);
+  Outcome o{i.succeeded, i.failed, i.to_run, i.halting, i.halting_exit};
+  return exit_status(i.opts.halt, o);
+}
+
+pools::ProcessOptions job_process_options(std::chrono::nanoseconds timeout, unsigned retries,
+                                          std::uint64_t seq) {
+  pools::ProcessOptions po;
+  po.check = false;
+  po.timeout = timeout;
+  po.retries = retries > 1 ? retries - 1 : 0;
+  po.env["PARALLEL_SEQ"] = std::to_string(seq);
+  return po;
+}
+
+namespace {
+
+/// A local run: submits the jobs to the pool, at most slots_ at once.
 class Run {
 public:
   Run(const Options& o, const Product& jobs, const CommandTemplate& tmpl, const JoblogState& done,
       pools::PoolBase* pool)
-      : opts_(o), jobs_(jobs), tmpl_(tmpl), done_(done), pool_(pool),
-        to_run_(count_to_run()),
-        progress_(o.bar, to_run_, stderr),
-        printer_(o, progress_),
-        joblog_(o) {
+      : opts_(o), jobs_(jobs), tmpl_(tmpl), done_(done), pool_(pool), report_(o, count_to_run()) {
     slots_ = std::max<std::size_t>(1, std::min<std::size_t>(pool->num_workers(), o.jobs ? o.jobs : 4096));
+    report_.on_halt([this](HaltPolicy::When when) { halt(when); });
   }
 
   int run() {
@@ -196,9 +295,9 @@ public:
     if (jobs_.size() == 0) say("no jobs to run: the input is empty");
     std::uint64_t index = 0;
     while (true) {
-      while (!halting_ && tasks_.size() < slots_ && index < jobs_.size()) start(++index);
+      while (!report_.halting() && tasks_.size() < slots_ && index < jobs_.size()) start(++index);
       if (tasks_.empty()) break;
-      update_progress();
+      report_.update(tasks_.size());
       auto i = pools::wait_any(tasks_);
       auto task = std::move(tasks_[i]);
       auto job = std::move(running_[i]);
@@ -206,14 +305,11 @@ public:
       running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
       collect(std::move(job), task);
     }
+    std::uint64_t not_started = 0;
     for (; index < jobs_.size(); ++index)
-      if (!done_.done(index + 1, opts_.resume_failed)) ++not_started_;
-    printer_.flush_all();
-    update_progress();
-    progress_.finish();
-    if (opts_.summary) print_summary(Clock::now() - t0);
-    Outcome o{succeeded_, failed_, to_run_, halting_, halting_exit_};
-    return exit_status(opts_.halt, o);
+      if (!done_.done(index + 1, opts_.resume_failed)) ++not_started;
+    report_.not_started(not_started);
+    return report_.end(Clock::now() - t0);
   }
 
 private:
@@ -226,8 +322,7 @@ private:
 
   void start(std::uint64_t seq) {
     if (done_.done(seq, opts_.resume_failed)) {
-      ++skipped_;
-      printer_.pass(seq);
+      report_.skip(seq);
       return;
     }
     Finished job;
@@ -236,20 +331,16 @@ private:
     job.command = tmpl_.render(job.args, seq);
     job.problem = command_problem(job.command);
     if (job.problem.empty()) {
-      pools::ProcessOptions po;
-      po.check = false;
-      po.timeout = opts_.timeout;
-      po.retries = opts_.retries > 1 ? opts_.retries - 1 : 0;
-      po.env["PARALLEL_SEQ"] = std::to_string(seq);
       try {
-        tasks_.push_back(pool_->add_process("job " + std::to_string(seq), job.command, std::move(po)));
+        tasks_.push_back(pool_->add_process("job " + std::to_string(seq), job.command,
+                                            job_process_options(opts_.timeout, opts_.retries, seq)));
         running_.push_back(std::move(job));
         return;
       } catch (const std::exception& e) {
         job.problem = e.what();
       }
     }
-    finish(std::move(job));
+    report_.finish(std::move(job));
   }
 
   void collect(Finished job, const pools::ProcessTask& task) {
@@ -259,71 +350,27 @@ private:
     } catch (const std::exception& e) {
       job.problem = e.what();
     }
-    finish(std::move(job));
+    report_.finish(std::move(job));
   }
 
-  void finish(Finished job) {
-    bool ok = job.succeeded();
-    ok ? ++succeeded_ : ++failed_;
-    progress_.clear();
-    if (!job.ran) {
-      say(fmt::format("job {} could not run: {}\npools-run: command: {}", job.seq, job.problem,
-                      job.command.substr(0, 200)));
-    } else if (job.result.timed_out) {
-      say(fmt::format("Warning: This job was killed because it timed out:\npools-run: Warning: {}",
-                      job.command));
-    }
-    check_halt(job);
-    joblog_.write(job);
-    if (!opts_.results.empty()) save_results(opts_.results, job, results_warned_);
-    printer_.add(std::move(job));
-  }
-
-  void check_halt(const Finished& job) {
-    using W = HaltPolicy::Why;
-    const auto& h = opts_.halt;
-    if (h.when == HaltPolicy::When::never) return;
-    bool ok = job.succeeded();
-    if (h.why == W::fail && !ok) say("This job failed:\n" + job.command);
-    if (halting_ || !h.triggered(succeeded_, failed_, to_run_)) return;
-    if (h.why == W::success) say("This job succeeded:\n" + job.command);
-    if (h.why == W::done) say(std::string("This job finished:\n") + job.command);
-    halting_ = true;
-    if (!ok) halting_exit_ = job.ran ? job.result.exit_code : -1;
-    if (h.when == HaltPolicy::When::soon) {
+  // --halt's condition was met: start no more jobs (soon), or kill the running ones (now).
+  void halt(HaltPolicy::When when) {
+    if (when == HaltPolicy::When::soon) {
       if (!tasks_.empty()) say(fmt::format("Starting no more jobs. Waiting for {} jobs to finish.", tasks_.size()));
       return;
     }
-    if (!tasks_.empty()) say(fmt::format("Killing {} running jobs (--halt now,{}).", tasks_.size(), h.why_name()));
+    if (!tasks_.empty())
+      say(fmt::format("Killing {} running jobs (--halt now,{}).", tasks_.size(), opts_.halt.why_name()));
     for (auto& t : tasks_) t.cancel();
     for (std::size_t i = 0; i < tasks_.size(); ++i) {
       try {
         tasks_[i].wait();  // observes the cancellation, so the pool does not report it
       } catch (const std::exception&) {
       }
-      ++killed_;
-      printer_.pass(running_[i].seq);
+      report_.killed(running_[i].seq);
     }
     tasks_.clear();
     running_.clear();
-  }
-
-  void update_progress() { progress_.update(succeeded_ + failed_, failed_, tasks_.size()); }
-
-  void print_summary(Clock::duration wall) {
-    double secs = std::chrono::duration<double>(wall).count();
-    auto ran = succeeded_ + failed_ + killed_;
-    std::string skipped = fmt::format("{} skipped", skipped_ + not_started_);
-    if (skipped_ && not_started_)
-      skipped += fmt::format(" ({} done in the joblog, {} not started after --halt)", skipped_, not_started_);
-    else if (skipped_)
-      skipped += " (done in the joblog)";
-    else if (not_started_)
-      skipped += " (not started after --halt)";
-    std::string killed = killed_ ? fmt::format(", {} killed by --halt now", killed_) : "";
-    progress_.clear();
-    say(fmt::format("{} succeeded, {} failed, {}{}; wall time {:.3f} s, {:.1f} commands/s",
-                    succeeded_, failed_, skipped, killed, secs, secs > 0 ? double(ran) / secs : 0.0));
   }
 
   const Options& opts_;
@@ -331,17 +378,10 @@ private:
   const CommandTemplate& tmpl_;
   const JoblogState& done_;
   pools::PoolBase* pool_;
-  std::uint64_t to_run_;
-  Progress progress_;
-  Printer printer_;
-  Joblog joblog_;
+  Report report_;
   std::size_t slots_ = 1;
   std::vector<pools::ProcessTask> tasks_;  // running, in step with running_
   std::vector<Finished> running_;
-  std::uint64_t succeeded_ = 0, failed_ = 0, skipped_ = 0, not_started_ = 0, killed_ = 0;
-  bool halting_ = false;
-  std::optional<int> halting_exit_;
-  bool results_warned_ = false;
 };
 
 }  // namespace
