@@ -45,6 +45,15 @@ struct PoolCase {
 };
 
 const std::vector<PoolCase>& pool_cases() {
+#ifdef POOLS_CONFORMANCE_CLUSTER
+  // Built into test_cluster, which runs under mpirun -np 3: the cluster pool
+  // over its 2 worker ranks, alone (the other kinds run in test_conformance).
+  static const std::vector<PoolCase> cases = {
+      {"cluster pool of 2 worker ranks", "cluster", pools::PoolKind::cluster,
+       [](std::string_view n) -> pools::PoolBase& { return pools::get_cluster_pool(n, 2); }, true,
+       false, false},
+  };
+#else
   static const std::vector<PoolCase> cases = {
       {"thread pool (default size)", "thread", pools::PoolKind::thread,
        [](std::string_view n) -> pools::PoolBase& { return pools::get_thread_pool(n); }, true, true,
@@ -64,6 +73,7 @@ const std::vector<PoolCase>& pool_cases() {
        [](std::string_view n) -> pools::PoolBase& { return pools::get_multiprocess_pool(n, 2); },
        true, false, false},
   };
+#endif
   return cases;
 }
 

@@ -1,6 +1,7 @@
 // The whole public API of pools: #include <pools/pools.hpp>.
 #pragma once
 
+#include <pools/cluster.hpp>
 #include <pools/dependencies.hpp>
 #include <pools/errors.hpp>
 #include <pools/multiprocess.hpp>

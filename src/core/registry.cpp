@@ -2,6 +2,8 @@
 // automatic close at process exit.
 #include <pools/registry.hpp>
 
+#include "pools_config.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <functional>
@@ -13,6 +15,9 @@
 
 #include "core/diag.hpp"
 #include "core/registry_internal.hpp"
+#if POOLS_HAVE_MPI
+#include "cluster/cluster_pool.hpp"
+#endif
 #include "multiprocess/fork_server.hpp"
 #include "multiprocess/multiprocess_pool.hpp"
 #include "process/process_pool.hpp"
@@ -179,6 +184,13 @@ PoolBase& global_thread_pool() { return get_thread_pool(); }
 PoolBase& global_multiprocess_pool() { return get_multiprocess_pool(); }
 PoolBase& global_process_pool() { return get_process_pool(); }
 
+PoolBase& detail::registered_pool(
+    PoolKind kind, std::string_view name, std::optional<std::size_t> size,
+    const std::function<std::unique_ptr<PoolBase>(std::string, std::size_t)>& make,
+    const std::function<bool(PoolBase&)>& same_options) {
+  return get_pool(kind, name, size, make, same_options);
+}
+
 void detail::unregister_pool(const PoolBase* pool) noexcept {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
@@ -259,16 +271,26 @@ void close_pools() noexcept {
 }
 
 void init(int& argc, char**& argv) {
-  (void)argc;
+  (void)argc;  // (read by MPI_Init when built with MPI)
   (void)argv;
   // Validate the environment early, where an error is easy to see.
   max_threads_from_env();
+#if POOLS_HAVE_MPI
+  // A worker rank of an MPI job serves the cluster pool's calls and never
+  // returns; it needs no fork server of its own up front.
+  if (detail::launched_as_worker_rank()) detail::start_cluster(argc, argv);
+#endif
   // The fork server forks the multiprocess pools' workers: started here, it
   // is a copy of the program before main did anything (POOLS_FORK_SERVER=lazy
   // leaves it to the first multiprocess pool).
   const char* fs = std::getenv("POOLS_FORK_SERVER");
   if (!detail::in_worker_process() && !(fs && std::string_view(fs) == "lazy"))
     detail::ForkServer::start_early();
+#if POOLS_HAVE_MPI
+  // Rank 0 (or a program mpirun started alone): MPI starts after the fork
+  // server, so that the server is a copy of a process without MPI.
+  detail::start_cluster(argc, argv);
+#endif
 }
 
 }  // namespace pools

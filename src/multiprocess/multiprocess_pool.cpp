@@ -21,11 +21,11 @@
 #include "core/registry_internal.hpp"
 #include "multiprocess/fork_server.hpp"
 #include "multiprocess/remote_process.hpp"
-#include "multiprocess/reply.hpp"
 #include "multiprocess/worker.hpp"
 #include "process/termination_signals.hpp"
 #include "wire/frame.hpp"
 #include "wire/remote_call.hpp"
+#include "wire/reply.hpp"
 
 namespace pools::detail {
 

@@ -16,7 +16,8 @@
 
 #include "core/registry_internal.hpp"
 #include "multiprocess/fork_server.hpp"
-#include "multiprocess/reply.hpp"
+#include "wire/reply.hpp"
+#include "wire/serve.hpp"
 #include "process/process_engine.hpp"
 #include "wire/frame.hpp"
 #include "wire/remote_call.hpp"
@@ -43,70 +44,26 @@ void write_all(int fd, const std::string& bytes, std::size_t done = 0) {
   }
 }
 
-// Runs one encoded call, appending its reply item (see reply.hpp) to out.
-void run_call(const wire::ResolvedCall& call, std::string& out) {
-  const std::size_t start = begin_reply_item(out);
-  try {
-    call.invoke(call.args, call.fn, out);
-    end_reply_item(out, start, wire::FrameKind::result);
-  } catch (const std::exception& e) {
-    out.resize(start + reply_item_header);
-    std::string type = wire::current_exception_type(), what = e.what();
-    encode(out, type, what);
-    end_reply_item(out, start, wire::FrameKind::error);
-  } catch (...) {
-    out.resize(start + reply_item_header);
-    std::string type = wire::current_exception_type(), what;
-    encode(out, type, what);
-    end_reply_item(out, start, wire::FrameKind::error);
-  }
-}
-
-void reject_item(std::string& out, const std::string& why) {
-  const std::size_t start = begin_reply_item(out);
-  std::string copy = why;
-  encode(out, copy);
-  end_reply_item(out, start, wire::FrameKind::reject);
-}
-
-void run_encoded(std::string_view payload, std::string& out) {
-  wire::ResolvedCall call;
-  try {
-    call = wire::resolve_call(payload);
-  } catch (const std::exception& e) {
-    reject_item(out, e.what());
-    return;
-  }
-  run_call(call, out);
+// Runs an initializer or finalizer (an encoded call of a void() function).
+void run_hook(const std::string& encoded, int socket) {
+  if (encoded.empty()) return;
+  std::string out;
+  std::size_t at = 0;
+  if (run_hook_call(encoded, out, at)) return;
+  // Tell the pool why, then leave: a worker whose initializer failed is no use.
+  write_all(socket, out, at);
+  std::fflush(nullptr);
+  std::_Exit(exit_initializer_failed);
 }
 
 // A call frame: one reply frame of the item's kind. A batch: a result_batch
 // frame holding one item per call. Returns where the reply frame starts in out.
-std::size_t serve_frame(const wire::Frame& f, std::string& out) {
-  out.assign(wire::header_size, '\0');
-  if (f.header.kind == wire::FrameKind::call) {
-    run_encoded(f.payload, out);
-    return seal_single_reply(out, f.header.task_id);
-  }
+std::size_t serve(const wire::Frame& f, std::string& out) {
   try {
-    for_each_batch_call(f.payload, [&](std::string_view call) { run_encoded(call, out); });
+    return serve_frame(f, out);
   } catch (const wire::WireError&) {
     std::_Exit(exit_protocol_error);
   }
-  seal_frame(out, wire::FrameKind::result_batch, f.header.task_id);
-  return 0;
-}
-
-// Runs an initializer or finalizer (an encoded call of a void() function).
-void run_hook(const std::string& encoded, int socket) {
-  if (encoded.empty()) return;
-  std::string out(wire::header_size, '\0');
-  run_encoded(encoded, out);
-  if (reply_item_kind(out, wire::header_size) == wire::FrameKind::result) return;
-  // Tell the pool why, then leave: a worker whose initializer failed is no use.
-  write_all(socket, out, seal_single_reply(out, 0));
-  std::fflush(nullptr);
-  std::_Exit(exit_initializer_failed);
 }
 
 }  // namespace
@@ -166,7 +123,7 @@ void run_hook(const std::string& encoded, int socket) {
       case wire::FrameKind::call_batch:
         // The reply goes out before the next call starts: when this worker
         // dies, the pool knows which call it was running.
-        write_all(socket, out, serve_frame(*f, out));
+        write_all(socket, out, serve(*f, out));
         break;
       case wire::FrameKind::stop: {
         run_hook(config.finalizer, socket);

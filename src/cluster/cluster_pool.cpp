@@ -1,0 +1,903 @@
+#include "cluster/cluster_pool.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <map>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "cluster/mpi_session.hpp"
+#include "core/diag.hpp"
+#include "core/registry_internal.hpp"
+#include "multiprocess/fork_server.hpp"
+#include "multiprocess/remote_process.hpp"
+#include "wire/frame.hpp"
+#include "wire/remote_call.hpp"
+#include "wire/reply.hpp"
+
+namespace pools::detail {
+
+using Clock = std::chrono::steady_clock;
+using wire::FrameKind;
+using cluster::mpi_lock;
+
+namespace {
+
+// How long rank 0 waits for the worker ranks' hellos, and for their byes.
+constexpr auto hello_limit = std::chrono::seconds(60);
+constexpr auto bye_limit = std::chrono::seconds(30);
+constexpr std::size_t message_limit = 1 << 20;  // a rank's calls per message, in bytes
+
+// One frame for a rank: a single call or a chunk of calls.
+struct Unit {
+  ClusterPool* pool = nullptr;
+  TaskState* task = nullptr;  // a single call...
+  RemoteCall* call = nullptr;
+  std::vector<RemoteSubmission> batch;  // ...or a chunk
+  bool claimed = false;  // moved to running (try_start) already
+  bool abandoned = false;  // timed out: failed already; its reply is dropped
+  std::uint64_t seq = 0;
+  Clock::time_point sent{};
+  std::size_t items() const noexcept { return batch.empty() ? 1 : batch.size(); }
+};
+
+// A worker rank, as rank 0 sees it.
+struct Peer {
+  ClusterNode node;
+  std::string exe;
+  bool ready = false;  // said hello
+  bool lost = false;   // stopped answering
+  bool stuck = false;  // runs a timed-out call: no new work until it answers
+  std::map<std::uint64_t, Unit> in_flight;  // by seq
+  std::size_t calls = 0;  // calls in in_flight that still count
+  std::string outbox;     // frames for the next message
+  Clock::time_point last_heard{}, head_since{};
+  double service_ns = 0;  // moving average of a call's time
+};
+
+struct Send {
+  std::string bytes;
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
+// Per pool: its calls not yet sent, and the ranks it may use.
+struct PoolQueue {
+  ClusterPool* pool = nullptr;
+  std::deque<Unit> pending;
+  std::size_t ranks = 0;  // uses peers 0..ranks-1 (ranks 1..ranks)
+};
+
+std::string where(const Peer& p) {
+  return fmt::format("rank {} on {} (pid {})", p.node.rank, p.node.host, p.node.pid);
+}
+
+std::chrono::milliseconds silence_from_env(std::chrono::milliseconds fallback) {
+  const char* v = std::getenv("POOLS_CLUSTER_SILENCE_MS");
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long ms = std::strtol(v, &end, 10);
+  if (*end || ms <= 0)
+    throw Error(fmt::format("POOLS_CLUSTER_SILENCE_MS='{}' is not a positive number of ms", v));
+  return std::chrono::milliseconds(ms);
+}
+
+}  // namespace
+
+/// Rank 0's side of the job: the worker ranks, and the one thread that talks
+/// MPI to them for every cluster pool. Its state belongs to whoever holds
+/// mpi_lock(): the communication thread, or while it sleeps a submitter or
+/// waiter (see poll_replies).
+class ClusterEngine {
+public:
+  static ClusterEngine& instance();
+  static ClusterEngine* existing() noexcept { return the_engine; }
+
+  std::size_t worker_ranks() const noexcept { return peers_.size(); }
+  const std::string& mismatch() const noexcept { return mismatch_; }
+  std::vector<ClusterNode> nodes() const;
+
+  void attach(ClusterPool* pool, std::size_t ranks);
+  void detach(ClusterPool* pool);
+  void post(std::vector<Unit>&& units);
+  static void poll_replies(void* self) noexcept;
+
+  /// At exit: stops the thread (the pools closed already).
+  void stop() noexcept;
+  /// True when a worker rank stopped answering (then MPI_Finalize would hang).
+  bool any_lost() const noexcept { return any_lost_; }
+  bool lost(int rank) const noexcept {
+    return rank >= 1 && static_cast<std::size_t>(rank) <= peers_.size() &&
+           peers_[static_cast<std::size_t>(rank - 1)].lost;
+  }
+
+private:
+  ClusterEngine();
+  void gather_hellos();
+  void run() noexcept;
+  bool step();
+  void take_incoming();
+  void dispatch();
+  Peer* pick(PoolQueue& q);
+  bool claim(Unit& u);
+  void drop_cancelled(ClusterPool* pool, TaskState* t, RemoteCall* c);
+  void send_unit(Peer& p, Unit&& u);
+  void flush_outboxes();
+  void test_sends();
+  bool receive_all();
+  void receive(int source, int tag, int count);
+  void handle_frame(Peer& p, const wire::Frame& f);
+  void withdrawn(Peer& p, std::string_view ids);
+  void settle(Unit& u, TaskState* t, RemoteCall* c, bool ok, std::string_view result,
+              std::exception_ptr error);
+  void settle_reply(Unit& u, TaskState* t, RemoteCall* c, FrameKind kind, std::string_view bytes,
+                    const Peer& p);
+  void fail_unit(Unit& u, const std::exception_ptr& error);
+  void check_peers();
+  void lose(Peer& p, Clock::time_point now);
+  bool idle() const;
+  std::size_t in_flight_limit(const Peer& p, const ClusterPool& pool) const;
+  void post_send(int to, int tag, std::string bytes);
+
+  static inline ClusterEngine* the_engine = nullptr;
+
+  std::vector<Peer> peers_;  // index i: rank i + 1
+  std::string mismatch_;     // why the ranks cannot serve (empty: they can)
+  std::list<Send> sends_;
+  std::vector<PoolQueue> queues_;
+  std::uint64_t next_seq_ = 1;
+  std::chrono::milliseconds silence_limit_;
+  Clock::time_point next_check_{};
+  bool any_lost_ = false;
+
+  std::mutex incoming_mutex_;
+  std::vector<Unit> incoming_;
+  std::condition_variable wake_cv_;
+  bool wake_ = false;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+// ---- setup -------------------------------------------------------------------
+
+ClusterEngine& ClusterEngine::instance() {
+  // Made on first use, under the registry's lock (get_cluster_pool) or
+  // cluster_nodes' own; never destroyed (stop() runs at exit).
+  static std::once_flag once;
+  std::call_once(once, [] { the_engine = new ClusterEngine; });
+  return *the_engine;
+}
+
+ClusterEngine::ClusterEngine() : silence_limit_(silence_from_env(ClusterOptions{}.silence_limit)) {
+  peers_.resize(static_cast<std::size_t>(cluster::world_size() - 1));
+  for (std::size_t i = 0; i < peers_.size(); ++i) peers_[i].node.rank = static_cast<int>(i + 1);
+  gather_hellos();
+  thread_ = std::thread([this] {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals go to the program's threads
+    run();
+  });
+}
+
+// Every worker rank says hello (pid, host, executable, cores, threads) once it
+// serves. A rank that runs another program is refused here.
+void ClusterEngine::gather_hellos() {
+  std::lock_guard lock(mpi_lock());
+  const std::string exe = wire::executable_identity();
+  std::size_t missing = peers_.size();
+  const auto deadline = Clock::now() + hello_limit;
+  cluster::Backoff backoff;
+  while (missing) {
+    if (Clock::now() > deadline) {
+      std::string who;
+      for (const Peer& p : peers_)
+        if (!p.ready) who += fmt::format("{}{}", who.empty() ? "" : ", ", p.node.rank);
+      mismatch_ = fmt::format("worker ranks {} did not say hello within {} s: does every rank run "
+                              "a program that calls pools::init(argc, argv) first in main?",
+                              who, hello_limit.count());
+      return;
+    }
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cluster::comm(), &flag, &st);
+    if (!flag) {
+      backoff.pause();
+      continue;
+    }
+    backoff.reset();
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    const bool was_ready = peers_[static_cast<std::size_t>(st.MPI_SOURCE - 1)].ready;
+    receive(st.MPI_SOURCE, st.MPI_TAG, count);
+    if (!was_ready && peers_[static_cast<std::size_t>(st.MPI_SOURCE - 1)].ready) --missing;
+  }
+  for (const Peer& p : peers_) {
+    if (p.exe != exe && mismatch_.empty())
+      mismatch_ = fmt::format("worker rank {} on {} runs another executable ({}) than rank 0 ({}): "
+                              "every rank must run the same program, built once",
+                              p.node.rank, p.node.host, p.exe, exe);
+  }
+}
+
+std::vector<ClusterNode> ClusterEngine::nodes() const {
+  std::vector<ClusterNode> out;
+  for (const Peer& p : peers_) out.push_back(p.node);
+  return out;
+}
+
+void ClusterEngine::attach(ClusterPool* pool, std::size_t ranks) {
+  std::lock_guard lock(mpi_lock());
+  queues_.push_back(PoolQueue{pool, {}, ranks});
+}
+
+void ClusterEngine::detach(ClusterPool* pool) {
+  std::lock_guard lock(mpi_lock());
+  std::erase_if(queues_, [&](const PoolQueue& q) { return q.pool == pool; });
+}
+
+// ---- submitting ----------------------------------------------------------------
+
+void ClusterEngine::post(std::vector<Unit>&& units) {
+  {
+    std::lock_guard lock(incoming_mutex_);
+    for (Unit& u : units) incoming_.push_back(std::move(u));
+    wake_ = true;
+  }
+  // While the thread sleeps, send the calls from here: it wakes on the notify
+  // below, but a waiter that polls may have its reply before then.
+  if (sleeping_.load(std::memory_order_seq_cst)) {
+    std::unique_lock lock(mpi_lock(), std::try_to_lock);
+    if (lock.owns_lock()) {
+      take_incoming();
+      dispatch();
+      flush_outboxes();
+    }
+  }
+  wake_cv_.notify_one();
+}
+
+void ClusterEngine::poll_replies(void* self) noexcept {
+  auto* e = static_cast<ClusterEngine*>(self);
+  std::unique_lock lock(mpi_lock(), std::try_to_lock);
+  if (!lock.owns_lock()) {
+    sched_yield();
+    return;
+  }
+  if (e->receive_all()) {
+    e->take_incoming();
+    e->dispatch();
+    e->flush_outboxes();
+  }
+}
+
+void ClusterEngine::take_incoming() {
+  std::vector<Unit> got;
+  {
+    std::lock_guard lock(incoming_mutex_);
+    got.swap(incoming_);
+  }
+  for (Unit& u : got) {
+    auto q = std::find_if(queues_.begin(), queues_.end(),
+                          [&](const PoolQueue& x) { return x.pool == u.pool; });
+    if (q == queues_.end()) {  // cannot happen: a pool detaches after its last task
+      fail_unit(u, std::make_exception_ptr(Error("cluster pool is gone")));
+      continue;
+    }
+    q->pending.push_back(std::move(u));
+  }
+}
+
+// ---- dispatching ---------------------------------------------------------------
+
+std::size_t ClusterEngine::in_flight_limit(const Peer& p, const ClusterPool& pool) const {
+  if (pool.options().max_in_flight) return pool.options().max_in_flight;
+  const std::size_t threads = std::max(1u, p.node.threads);
+  if (p.service_ns <= 0) return 4 * threads;
+  // Enough calls ahead to cover about 2 ms of work per thread.
+  const double n = 2e6 / p.service_ns;
+  return threads * static_cast<std::size_t>(std::clamp(n, 2.0, 256.0));
+}
+
+Peer* ClusterEngine::pick(PoolQueue& q) {
+  Peer* best = nullptr;
+  for (std::size_t i = 0; i < q.ranks && i < peers_.size(); ++i) {
+    Peer& p = peers_[i];
+    if (p.lost || p.stuck || p.calls >= in_flight_limit(p, *q.pool)) continue;
+    if (p.outbox.size() >= message_limit) continue;
+    if (!best || p.calls < best->calls) best = &p;
+  }
+  return best;
+}
+
+bool ClusterEngine::claim(Unit& u) {
+  if (u.claimed) return true;
+  u.claimed = true;
+  if (u.batch.empty()) {
+    if (try_start(u.task)) return true;
+    drop_cancelled(u.pool, u.task, u.call);
+    return false;
+  }
+  std::erase_if(u.batch, [&](RemoteSubmission& s) {
+    if (try_start(s.task)) return false;
+    drop_cancelled(u.pool, s.task, s.call);
+    return true;
+  });
+  return !u.batch.empty();
+}
+
+void ClusterEngine::drop_cancelled(ClusterPool* pool, TaskState* t, RemoteCall* c) {
+  t->ops->discard(t);
+  if (c->dispose) c->dispose(c);
+  release(t);  // cancel() completed it
+  pool->count_out(1);
+}
+
+void ClusterEngine::dispatch() {
+  for (PoolQueue& q : queues_) {
+    while (!q.pending.empty()) {
+      Peer* p = pick(q);
+      if (!p) {
+        bool any_alive = false;
+        for (std::size_t i = 0; i < q.ranks && i < peers_.size(); ++i)
+          any_alive |= !peers_[i].lost;
+        if (any_alive) break;
+        // Every rank of this pool is gone: nothing can run its calls.
+        Unit u = std::move(q.pending.front());
+        q.pending.pop_front();
+        fail_unit(u, std::make_exception_ptr(WorkerLost(
+                         fmt::format("cluster pool '{}' has no worker rank left: all {} stopped "
+                                     "answering",
+                                     q.pool->name(), q.ranks),
+                         0, 0, -1)));
+        continue;
+      }
+      Unit u = std::move(q.pending.front());
+      q.pending.pop_front();
+      if (!claim(u)) continue;
+      send_unit(*p, std::move(u));
+    }
+  }
+}
+
+void ClusterEngine::send_unit(Peer& p, Unit&& u) {
+  u.seq = next_seq_++;
+  u.sent = Clock::now();
+  if (u.batch.empty()) {
+    wire::append_frame(p.outbox, FrameKind::call, u.seq, u.call->payload);
+  } else {
+    const std::size_t start = p.outbox.size();
+    p.outbox.resize(start + wire::header_size + 4);
+    put_u32(p.outbox.data() + start + wire::header_size, static_cast<std::uint32_t>(u.batch.size()));
+    for (auto& s : u.batch) {
+      char len[4];
+      put_u32(len, static_cast<std::uint32_t>(s.call->payload.size()));
+      p.outbox.append(len, 4);
+      p.outbox += s.call->payload;
+    }
+    const auto h = wire::encode_header({FrameKind::call_batch, 0, u.seq,
+                                        static_cast<std::uint32_t>(p.outbox.size() - start -
+                                                                   wire::header_size)});
+    std::memcpy(p.outbox.data() + start, h.data(), wire::header_size);
+  }
+  if (p.calls == 0) p.head_since = u.sent;
+  p.calls += u.items();
+  p.in_flight.emplace(u.seq, std::move(u));
+}
+
+void ClusterEngine::post_send(int to, int tag, std::string bytes) {
+  Send& s = sends_.emplace_back();
+  s.bytes = std::move(bytes);
+  const int rc = MPI_Isend(s.bytes.data(), static_cast<int>(s.bytes.size()), MPI_BYTE, to, tag,
+                           cluster::comm(), &s.request);
+  if (rc != MPI_SUCCESS) {
+    write_line(fmt::format("cluster pool: sending to rank {} failed: {}", to, cluster::mpi_error(rc)));
+    sends_.pop_back();
+  }
+}
+
+void ClusterEngine::flush_outboxes() {
+  for (Peer& p : peers_) {
+    if (p.outbox.empty()) continue;
+    post_send(p.node.rank, cluster::tag_frames, std::move(p.outbox));
+    p.outbox.clear();
+  }
+  test_sends();
+}
+
+void ClusterEngine::test_sends() {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    int done = 0;
+    MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+    it = done ? sends_.erase(it) : std::next(it);
+  }
+}
+
+// ---- replies -------------------------------------------------------------------
+
+bool ClusterEngine::receive_all() {
+  bool got = false;
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cluster::comm(), &flag, &st);
+    if (!flag) break;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    receive(st.MPI_SOURCE, st.MPI_TAG, count);
+    got = true;
+  }
+  return got;
+}
+
+void ClusterEngine::receive(int source, int tag, int count) {
+  std::string bytes(static_cast<std::size_t>(count), '\0');
+  MPI_Recv(bytes.data(), count, MPI_BYTE, source, tag, cluster::comm(), MPI_STATUS_IGNORE);
+  if (source < 1 || static_cast<std::size_t>(source) > peers_.size()) return;
+  Peer& p = peers_[static_cast<std::size_t>(source - 1)];
+  p.last_heard = Clock::now();
+  if (tag == cluster::tag_withdraw) return withdrawn(p, bytes);
+  if (tag != cluster::tag_frames) return;  // a heartbeat
+  wire::FrameDecoder in;
+  in.feed(bytes.data(), bytes.size());
+  try {
+    while (auto f = in.next()) handle_frame(p, *f);
+    in.finish();
+  } catch (const std::exception& e) {
+    // A rank that speaks garbage cannot be trusted with more work.
+    write_line(fmt::format("cluster pool: {} sent a bad message: {}", where(p), e.what()));
+    lose(p, Clock::now());
+  }
+}
+
+void ClusterEngine::handle_frame(Peer& p, const wire::Frame& f) {
+  const FrameKind kind = f.header.kind;
+  if (kind == FrameKind::hello) {
+    int pid = 0;
+    unsigned cores = 0, threads = 1;
+    std::string host, exe;
+    decode(f.payload, "a hello", pid, host, exe, cores, threads);
+    p.node.pid = pid;
+    p.node.host = host;
+    p.node.cores = cores;
+    p.node.threads = threads;
+    p.exe = exe;
+    p.ready = true;
+    return;
+  }
+  if (kind == FrameKind::bye) return;
+  const bool reply = kind == FrameKind::result || kind == FrameKind::error ||
+                     kind == FrameKind::reject || kind == FrameKind::result_batch;
+  if (!reply) throw wire::WireError(fmt::format("unexpected {} frame", wire::to_string(kind)));
+  auto it = p.in_flight.find(f.header.task_id);
+  if (it == p.in_flight.end())
+    throw wire::WireError(fmt::format("a reply to call {}, which it was not sent", f.header.task_id));
+  Unit u = std::move(it->second);
+  p.in_flight.erase(it);
+  const auto now = Clock::now();
+  if (u.abandoned) {  // timed out earlier: the rank is free again
+    p.stuck = false;
+    p.head_since = now;
+    return;
+  }
+  p.calls -= u.items();
+  const double took =
+      std::chrono::duration<double, std::nano>(now - std::max(p.head_since, u.sent)).count() /
+      static_cast<double>(u.items());
+  p.service_ns = p.service_ns <= 0 ? took : 0.8 * p.service_ns + 0.2 * took;
+  p.head_since = now;
+  if (u.batch.empty()) {
+    if (kind == FrameKind::result_batch) throw wire::WireError("a batch reply to a single call");
+    settle_reply(u, u.task, u.call, kind, f.payload, p);
+    return;
+  }
+  if (kind != FrameKind::result_batch) throw wire::WireError("a single reply to a batch");
+  std::size_t i = 0;
+  for_each_reply_item(f.payload, [&](FrameKind k, std::string_view bytes) {
+    if (i >= u.batch.size()) throw wire::WireError("a batch reply with too many items");
+    settle_reply(u, u.batch[i].task, u.batch[i].call, k, bytes, p);
+    ++i;
+  });
+  const auto error = std::make_exception_ptr(Error("a batch reply with too few items"));
+  for (; i < u.batch.size(); ++i) settle(u, u.batch[i].task, u.batch[i].call, false, {}, error);
+}
+
+// The rank dropped these calls (not started) after a withdraw: they go first
+// to another rank.
+void ClusterEngine::withdrawn(Peer& p, std::string_view ids) {
+  for (std::size_t at = 0; at + 8 <= ids.size(); at += 8) {
+    std::uint64_t seq = 0;
+    std::memcpy(&seq, ids.data() + at, 8);
+    auto it = p.in_flight.find(seq);
+    if (it == p.in_flight.end() || it->second.abandoned) continue;
+    Unit u = std::move(it->second);
+    p.in_flight.erase(it);
+    p.calls -= u.items();
+    for (PoolQueue& q : queues_)
+      if (q.pool == u.pool) q.pending.push_front(std::move(u));
+  }
+}
+
+void ClusterEngine::settle(Unit& u, TaskState* task, RemoteCall* call, bool ok,
+                           std::string_view result, std::exception_ptr error) {
+  if (ok) {
+    ok = call->settle(task, result, nullptr);
+  } else {
+    call->settle(task, {}, std::move(error));
+  }
+  std::string().swap(call->payload);
+  if (call->dispose) call->dispose(call);
+  u.pool->complete_task(task, ok);
+  u.pool->count_out(1);
+}
+
+void ClusterEngine::settle_reply(Unit& u, TaskState* task, RemoteCall* call, FrameKind kind,
+                                 std::string_view bytes, const Peer& p) {
+  try {
+    if (kind == FrameKind::result) return settle(u, task, call, true, bytes, nullptr);
+    if (kind == FrameKind::error) {
+      std::string type, what;
+      decode(bytes, "an error reply", type, what);
+      return settle(u, task, call, false, {},
+                    std::make_exception_ptr(
+                        RemoteError(type, what, p.node.pid, p.node.host, p.node.rank)));
+    }
+    std::string why;
+    decode(bytes, "a refusal", why);
+    settle(u, task, call, false, {},
+           std::make_exception_ptr(Error(
+               fmt::format("{} refused task '{}': {}", where(p), task_name(task), why))));
+  } catch (const std::exception& e) {
+    settle(u, task, call, false, {}, std::make_exception_ptr(Error(e.what())));
+  }
+}
+
+void ClusterEngine::fail_unit(Unit& u, const std::exception_ptr& error) {
+  auto fail_one = [&](TaskState* t, RemoteCall* c) {
+    if (!u.claimed && !try_start(t)) {
+      drop_cancelled(u.pool, t, c);
+      return;
+    }
+    settle(u, t, c, false, {}, error);
+  };
+  if (u.batch.empty()) {
+    fail_one(u.task, u.call);
+  } else {
+    for (auto& s : u.batch) fail_one(s.task, s.call);
+  }
+}
+
+// ---- faults and timeouts -------------------------------------------------------
+
+void ClusterEngine::lose(Peer& p, Clock::time_point now) {
+  if (p.lost) return;
+  p.lost = true;
+  any_lost_ = true;
+  const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_heard);
+  diag("cluster pool: {} lost (silent for {} ms)", where(p), silent.count());
+  for (auto& [seq, u] : p.in_flight) {
+    if (u.abandoned) continue;
+    const std::string names = u.batch.empty()
+                                  ? fmt::format("task '{}'", task_name(u.task))
+                                  : fmt::format("a chunk of {} tasks", u.batch.size());
+    fail_unit(u, std::make_exception_ptr(WorkerLost(
+                     fmt::format("worker {} of cluster pool '{}' was lost while it had {}: it sent "
+                                 "nothing for {} ms (it died, or its node did)",
+                                 where(p), u.pool->name(), names, silent.count()),
+                     p.node.pid, 0, -1)));
+  }
+  p.in_flight.clear();
+  p.calls = 0;
+  p.outbox.clear();
+}
+
+void ClusterEngine::check_peers() {
+  const auto now = Clock::now();
+  if (now < next_check_) return;
+  next_check_ = now + std::chrono::milliseconds(5);
+  for (Peer& p : peers_) {
+    if (p.lost || !p.ready) continue;
+    if (!p.in_flight.empty() && now - p.last_heard > silence_limit_) {
+      lose(p, now);
+      continue;
+    }
+    if (p.stuck || p.in_flight.empty()) continue;
+    // The oldest call: started when it was sent or when the call before it
+    // finished, whichever is later.
+    Unit& oldest = p.in_flight.begin()->second;
+    const auto limit = oldest.pool->options().task_timeout;
+    if (limit.count() <= 0) continue;
+    const auto since = std::max(oldest.sent, p.head_since);
+    if (now - since < limit * static_cast<long>(oldest.items())) continue;
+    const std::string names = oldest.batch.empty()
+                                  ? fmt::format("task '{}'", task_name(oldest.task))
+                                  : fmt::format("a chunk of {} tasks", oldest.batch.size());
+    fail_unit(oldest, std::make_exception_ptr(WorkerLost(
+                          fmt::format("{} ran longer than the timeout of {} ms on {} of cluster "
+                                      "pool '{}'; the rank goes on running it and gets no new "
+                                      "work until it returns",
+                                      names, limit.count(), where(p), oldest.pool->name()),
+                          p.node.pid, 0, -1, true)));
+    oldest.abandoned = true;
+    p.calls -= oldest.items();
+    p.stuck = true;
+    // The calls queued behind it on the rank: dropped there if not started,
+    // and then sent elsewhere (see withdrawn).
+    std::string ids;
+    for (auto& [seq, u] : p.in_flight) {
+      if (u.abandoned) continue;
+      ids.append(reinterpret_cast<const char*>(&seq), 8);
+    }
+    if (!ids.empty()) post_send(p.node.rank, cluster::tag_withdraw, std::move(ids));
+  }
+}
+
+bool ClusterEngine::idle() const {
+  if (!sends_.empty()) return false;
+  for (const Peer& p : peers_)
+    if (!p.lost && !p.in_flight.empty()) return false;
+  for (const PoolQueue& q : queues_)
+    if (!q.pending.empty()) return false;
+  return true;
+}
+
+// ---- the thread ----------------------------------------------------------------
+
+bool ClusterEngine::step() {
+  take_incoming();
+  dispatch();
+  flush_outboxes();
+  const bool got = receive_all();
+  check_peers();
+  return got;
+}
+
+void ClusterEngine::run() noexcept {
+  std::unique_lock lock(mpi_lock());
+  cluster::Backoff backoff;
+  for (;;) {
+    if (step()) {
+      backoff.reset();
+      continue;
+    }
+    if (stopping_.load() && idle()) return;
+    if (idle()) {
+      // Nothing in flight: sleep until work comes (or, to read heartbeats
+      // before MPI's queue of them grows, a second).
+      sleeping_.store(true, std::memory_order_seq_cst);
+      lock.unlock();
+      {
+        std::unique_lock w(incoming_mutex_);
+        wake_cv_.wait_for(w, std::chrono::seconds(1), [&] { return wake_ || stopping_.load(); });
+        wake_ = false;
+      }
+      sleeping_.store(false, std::memory_order_seq_cst);
+      lock.lock();
+      backoff.reset();
+      continue;
+    }
+    lock.unlock();
+    backoff.pause();
+    lock.lock();
+  }
+}
+
+void ClusterEngine::stop() noexcept {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard w(incoming_mutex_);
+      stopping_.store(true);
+    }
+    wake_cv_.notify_one();
+    thread_.join();
+  }
+}
+
+// ---- the pool ------------------------------------------------------------------
+
+ClusterPool::ClusterPool(std::string name, std::size_t workers, const ClusterOptions& options)
+    : PoolBase(std::move(name), PoolKind::cluster),
+      size_(workers),
+      options_(options),
+      engine_(ClusterEngine::instance()) {
+  engine_.attach(this, size_);
+}
+
+ClusterPool::~ClusterPool() { engine_.detach(this); }
+
+std::size_t ClusterPool::num_active_tasks() const noexcept {
+  return active_.load(std::memory_order_acquire);
+}
+
+void ClusterPool::count_out(std::size_t n) noexcept {
+  if (active_.fetch_sub(n, std::memory_order_acq_rel) == n) {
+    std::lock_guard lock(idle_mutex_);
+    idle_cv_.notify_all();
+  }
+}
+
+void ClusterPool::submit(TaskState* s) { refuse(s); }
+
+void ClusterPool::submit_remote(TaskState* s, RemoteCall* call) {
+  active_.fetch_add(1, std::memory_order_seq_cst);
+  if (!accepting()) {
+    count_out(1);
+    if (call->dispose) call->dispose(call);
+    refuse(s);
+  }
+  call->poll = &ClusterEngine::poll_replies;
+  call->poll_arg = &engine_;
+  std::vector<Unit> one(1);
+  one[0].pool = this;
+  one[0].task = s;
+  one[0].call = call;
+  engine_.post(std::move(one));
+}
+
+void ClusterPool::submit_remote_batch(const std::vector<RemoteSubmission>& calls,
+                                      std::size_t chunk_size) {
+  if (calls.empty()) return;
+  active_.fetch_add(calls.size(), std::memory_order_seq_cst);
+  if (!accepting()) {
+    count_out(calls.size());
+    return PoolBase::submit_remote_batch(calls, chunk_size);  // refuses each
+  }
+  if (chunk_size == 0) chunk_size = 1;
+  std::vector<Unit> units;
+  units.reserve((calls.size() + chunk_size - 1) / chunk_size);
+  for (std::size_t i = 0; i < calls.size(); i += chunk_size) {
+    Unit& u = units.emplace_back();
+    u.pool = this;
+    const std::size_t end = std::min(calls.size(), i + chunk_size);
+    for (std::size_t k = i; k < end; ++k) {
+      calls[k].call->poll = &ClusterEngine::poll_replies;
+      calls[k].call->poll_arg = &engine_;
+    }
+    if (end - i == 1) {
+      u.task = calls[i].task;
+      u.call = calls[i].call;
+    } else {
+      u.batch.assign(calls.begin() + static_cast<long>(i), calls.begin() + static_cast<long>(end));
+    }
+  }
+  engine_.post(std::move(units));
+}
+
+void ClusterPool::submit_process(TaskState* s) {
+  RemoteCall* call;
+  try {
+    call = make_command_call(static_cast<ProcessNode*>(s));
+  } catch (...) {
+    s->ops->discard(s);
+    complete(s, TaskStatus::cancelled);
+    release(s);
+    throw;
+  }
+  submit_remote(s, call);
+}
+
+void ClusterPool::wait_completion() noexcept {
+  {
+    std::unique_lock lock(idle_mutex_);
+    idle_cv_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
+  }
+  report_unobserved_failures(false);
+}
+
+void ClusterPool::shutdown() {
+  std::call_once(shutdown_once_, [&] {
+    diag("cluster pool '{}': shutting down", name());
+    wait_completion();
+    stop_accepting();
+    wait_completion();
+    report_unobserved_failures(true);
+    unregister_pool(this);
+  });
+}
+
+// ---- the job -------------------------------------------------------------------
+
+namespace {
+
+bool cluster_started = false;  // rank 0 of an MPI job with worker ranks
+
+// At exit, after the pools closed (registered before any pool, so it runs
+// after the registry's handler): stops the communication thread, tells every
+// worker rank to stop, waits for their byes, and finalizes MPI.
+void stop_cluster_at_exit() noexcept {
+  ClusterEngine* engine = ClusterEngine::existing();
+  if (engine) engine->stop();
+  std::lock_guard lock(mpi_lock());
+  const int size = cluster::world_size();
+  std::vector<bool> gone(static_cast<std::size_t>(size), false);
+  bool lost = false;
+  std::string stop;
+  wire::append_frame(stop, FrameKind::stop, 0, {});
+  int waiting = size - 1;
+  for (int r = 1; r < size; ++r) {
+    if (engine && engine->lost(r)) {  // nobody to tell
+      gone[static_cast<std::size_t>(r)] = true;
+      --waiting;
+      continue;
+    }
+    MPI_Send(stop.data(), static_cast<int>(stop.size()), MPI_BYTE, r, cluster::tag_frames,
+             cluster::comm());
+  }
+  const auto deadline = Clock::now() + bye_limit;
+  cluster::Backoff backoff;
+  while (waiting > 0) {
+    if (Clock::now() > deadline) {
+      write_line(fmt::format("cluster pool: {} worker ranks did not stop within {} s; leaving "
+                             "without MPI_Finalize",
+                             waiting, bye_limit.count()));
+      lost = true;
+      break;
+    }
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cluster::comm(), &flag, &st);
+    if (!flag) {
+      backoff.pause();
+      continue;
+    }
+    backoff.reset();
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    std::string bytes(static_cast<std::size_t>(count), '\0');
+    MPI_Recv(bytes.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, cluster::comm(),
+             MPI_STATUS_IGNORE);
+    if (st.MPI_TAG != cluster::tag_frames) continue;
+    wire::FrameDecoder in;
+    in.feed(bytes.data(), bytes.size());
+    try {
+      while (auto f = in.next()) {
+        if (f->header.kind == FrameKind::bye && !gone[static_cast<std::size_t>(st.MPI_SOURCE)]) {
+          gone[static_cast<std::size_t>(st.MPI_SOURCE)] = true;
+          --waiting;
+        }
+      }
+    } catch (...) {
+    }
+  }
+  cluster::finish_mpi(lost || (engine && engine->any_lost()));
+}
+
+}  // namespace
+
+bool launched_as_worker_rank() noexcept {
+  if (!cluster::launched_by_mpi()) return false;
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* r = std::getenv(v)) return std::string_view(r) != "0";
+  return false;
+}
+
+void start_cluster(int& argc, char**& argv) {
+  if (!cluster::launched_by_mpi() || cluster::mpi_running()) return;
+  cluster::start_mpi(argc, argv);
+  if (cluster::rank() != 0) serve_rank();
+  if (cluster::world_size() < 2) return;  // no worker ranks: the fallback
+  cluster_started = true;
+  std::atexit(&stop_cluster_at_exit);
+}
+
+bool cluster_available() noexcept { return cluster_started; }
+
+std::size_t cluster_worker_ranks() { return static_cast<std::size_t>(cluster::world_size() - 1); }
+
+std::vector<ClusterNode> cluster_job_nodes() { return ClusterEngine::instance().nodes(); }
+
+void check_cluster_usable() {
+  const std::string& why = ClusterEngine::instance().mismatch();
+  if (!why.empty()) throw Error("cluster pool: " + why);
+}
+
+}  // namespace pools::detail

@@ -1,0 +1,89 @@
+#include "cluster/mpi_session.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <fmt/core.h>
+
+#include <pools/errors.hpp>
+
+namespace pools::detail::cluster {
+namespace {
+
+struct Session {
+  bool running = false;
+  int rank = 0;
+  int size = 1;
+  MPI_Comm comm = MPI_COMM_NULL;
+  std::mutex lock;
+};
+
+Session& session() {
+  static Session* s = new Session;  // never destroyed: used from exit handlers
+  return *s;
+}
+
+}  // namespace
+
+bool launched_by_mpi() noexcept {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+std::string mpi_error(int code) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) return fmt::format("MPI error {}", code);
+  return std::string(text, static_cast<std::size_t>(len));
+}
+
+void start_mpi(int& argc, char**& argv) {
+  Session& s = session();
+  int provided = 0;
+  int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  if (rc != MPI_SUCCESS) throw Error("pools::init: MPI_Init_thread failed: " + mpi_error(rc));
+  if (provided < MPI_THREAD_SERIALIZED) {
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    throw Error("pools::init: this MPI does not provide MPI_THREAD_SERIALIZED");
+  }
+  // A failed call returns an error (the pool reports it) instead of ending the job.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_dup(MPI_COMM_WORLD, &s.comm);
+  MPI_Comm_set_errhandler(s.comm, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(s.comm, &s.rank);
+  MPI_Comm_size(s.comm, &s.size);
+  s.running = true;
+}
+
+bool mpi_running() noexcept { return session().running; }
+
+void finish_mpi(bool peers_lost) noexcept {
+  Session& s = session();
+  if (!s.running) return;
+  s.running = false;
+  if (peers_lost) return;  // MPI_Finalize would wait for the lost rank
+  MPI_Comm_free(&s.comm);
+  MPI_Finalize();
+}
+
+int rank() noexcept { return session().rank; }
+int world_size() noexcept { return session().size; }
+MPI_Comm comm() noexcept { return session().comm; }
+std::mutex& mpi_lock() noexcept { return session().lock; }
+
+void Backoff::pause() noexcept {
+  if (++rounds_ <= yield_rounds) {
+    sched_yield();
+    return;
+  }
+  const unsigned doublings = std::min(rounds_ - yield_rounds, 16u);
+  const long us = std::min<long>(20L << doublings, cap_.count());
+  timespec ts{0, us * 1000};
+  nanosleep(&ts, nullptr);
+}
+
+}  // namespace pools::detail::cluster

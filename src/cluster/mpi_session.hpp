@@ -1,0 +1,68 @@
+// This process's place in an MPI job: whether it was started by mpirun (or
+// srun), MPI's setup and teardown, and the lock that serializes MPI calls.
+//
+// MPI is initialized with MPI_THREAD_SERIALIZED: any thread may call MPI, one
+// at a time, holding mpi_lock(). Rank 0's communication thread holds it while
+// it works and lets go while it sleeps, so that a submitting or waiting thread
+// may send a call or read a reply itself (one thread hand-off less per round
+// trip), as the multiprocess pool does with its sockets.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace pools::detail::cluster {
+
+/// The MPI tags of the pools' messages, on a communicator of their own (a
+/// duplicate of MPI_COMM_WORLD, so a program's own MPI traffic cannot mix in).
+enum Tag : int {
+  tag_frames = 1,     // one or more wire frames (src/wire/frame.hpp), back to back
+  tag_heartbeat = 2,  // empty: a worker rank is alive
+  tag_withdraw = 3,   // rank 0 -> worker: u64 task ids to drop if not started
+};
+
+/// A worker rank that sent nothing for this long sends a heartbeat.
+inline constexpr auto heartbeat_interval = std::chrono::milliseconds(250);
+
+/// True when the environment says an MPI launcher started this process
+/// (Open MPI's mpirun, or a PMI/PMIx launcher such as Slurm's srun).
+bool launched_by_mpi() noexcept;
+
+/// MPI_Init_thread (serialized), errors returned rather than fatal, and the
+/// pools' communicator. Throws pools::Error when MPI cannot start.
+void start_mpi(int& argc, char**& argv);
+/// True between start_mpi and finish_mpi.
+bool mpi_running() noexcept;
+/// MPI_Finalize (skipped when a rank was lost: Open MPI would wait for it).
+void finish_mpi(bool peers_lost) noexcept;
+
+int rank() noexcept;
+int world_size() noexcept;
+MPI_Comm comm() noexcept;
+std::mutex& mpi_lock() noexcept;
+
+/// MPI's error text for code.
+std::string mpi_error(int code);
+
+/// Sleeps a little longer each call while nothing happens, so that an idle
+/// rank does not burn a core (a blocking MPI_Recv would: Open MPI spins);
+/// reset() after activity. Starts with yields (a busy peer replies within
+/// microseconds), then sleeps of 20 us doubling up to `cap`.
+class Backoff {
+public:
+  explicit Backoff(std::chrono::microseconds cap = std::chrono::microseconds(1000)) : cap_(cap) {}
+  void reset() noexcept { rounds_ = 0; }
+  void pause() noexcept;
+  bool sleeping() const noexcept { return rounds_ > yield_rounds; }
+
+private:
+  static constexpr unsigned yield_rounds = 64;
+  std::chrono::microseconds cap_;
+  unsigned rounds_ = 0;
+};
+
+}  // namespace pools::detail::cluster

@@ -1,0 +1,100 @@
+// A program of the cluster tests, run under mpirun (or, for the fallback,
+// without it) by tests/cluster_launch.cpp. One mode per run; it checks what it
+// can itself, prints what the test checks, and exits 0 when all went as
+// expected.
+#include <pools/pools.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+int square(int x) { return x * x; }
+int pid_of_worker(int) { return static_cast<int>(::getpid()); }
+
+// Dies the way a crashed or OOM-killed rank does.
+int die_if(int x, int victim) {
+  if (x == victim) ::raise(SIGKILL);
+  return x;
+}
+
+int fail(const char* what) {
+  std::fprintf(stderr, "cluster_helper: FAILED: %s\n", what);
+  return 1;
+}
+
+// Tasks square numbers; prints the pool's kind.
+int mode_squares() {
+  auto& pool = pools::global_cluster_pool();
+  std::printf("kind %s workers %zu\n", std::string(pools::to_string(pool.kind())).c_str(),
+              pool.num_workers());
+  long sum = 0;
+  std::vector<pools::Task<int>> tasks;
+  for (int i = 0; i < 100; ++i) tasks.push_back(pool.add_task("square", square, i));
+  for (auto& t : tasks) sum += t.wait_return();
+  std::printf("sum %ld\n", sum);
+  return sum == 328350 ? 0 : fail("the squares' sum");
+}
+
+// A task kills its rank (SIGKILL): under mpirun --enable-recovery its task
+// fails with WorkerLost and the other rank runs the rest.
+int mode_kill_rank() {
+  auto& pool = pools::global_cluster_pool();
+  // Which worker pid runs what: the victim is a task on the first worker.
+  std::vector<pools::Task<int>> before;
+  for (int i = 0; i < 8; ++i) before.push_back(pool.add_task("warm", pid_of_worker, i));
+  for (auto& t : before) t.wait();
+  auto victim = pool.add_task("victim", die_if, 7, 7);
+  int lost = 0;
+  try {
+    victim.wait();
+  } catch (const pools::WorkerLost& e) {
+    std::printf("lost: %s\n", e.what());
+    lost = 1;
+  }
+  if (!lost) return fail("the victim's task did not fail with WorkerLost");
+  long sum = 0;
+  std::vector<pools::Task<int>> after;
+  for (int i = 0; i < 200; ++i) after.push_back(pool.add_task("after", square, i));
+  int failed = 0;
+  for (auto& t : after) {
+    try {
+      sum += t.wait_return();
+    } catch (const pools::WorkerLost&) {
+      ++failed;  // sent to the dead rank before it was found out
+    }
+  }
+  std::printf("after: sum %ld, lost %d\n", sum, failed);
+  // Every task either ran or failed with WorkerLost, and most ran elsewhere.
+  return failed < 200 ? 0 : fail("nothing ran after the rank died");
+}
+
+// Rank 0 asks for the cluster pool while another rank runs another program.
+int mode_mismatch() {
+  try {
+    pools::global_cluster_pool();
+  } catch (const pools::Error& e) {
+    std::printf("refused: %s\n", e.what());
+    return 0;
+  }
+  return fail("a job of two programs was accepted");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pools::init(argc, argv);
+  const std::string_view mode = argc > 1 ? argv[1] : "";
+  if (mode == "squares") return mode_squares();
+  if (mode == "kill-rank") return mode_kill_rank();
+  if (mode == "mismatch") return mode_mismatch();
+  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|mismatch\n");
+  return 2;
+}
