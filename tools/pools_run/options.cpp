@@ -182,7 +182,7 @@ Input:
 
 Options:
   -j N               run N jobs at once (default: cores; +N, -N, N% of cores; 0: all)
-  --pool KIND        process (default), thread, serial, multiprocess; cluster: not in this build
+  --pool KIND        process (default), thread, serial, multiprocess, cluster
   --timeout SECONDS  kill a job that runs longer (its whole process group)
   --retries N        run a failing job up to N times in all (as GNU parallel)
   --halt WHEN,WHY=N  stop early: now,fail=N | soon,fail=N | now,success=N | soon,success=N

@@ -1,5 +1,6 @@
 #include "pool_kinds.hpp"
 
+#include <algorithm>
 #include <array>
 #include <string_view>
 
@@ -22,7 +23,11 @@ constexpr std::array pool_kinds = {
     PoolKindEntry{"thread", [](std::size_t n) -> pools::PoolBase& { return pools::get_thread_pool(pool_name, n); }},
     PoolKindEntry{"serial", [](std::size_t) -> pools::PoolBase& { return pools::get_serial_pool(pool_name); }},
     PoolKindEntry{"multiprocess", [](std::size_t n) -> pools::PoolBase& { return pools::get_multiprocess_pool(pool_name, n); }},
-    PoolKindEntry{"cluster", nullptr},
+    // Without mpirun (or MPI) this is the multiprocess pool, said once on stderr.
+    PoolKindEntry{"cluster", [](std::size_t n) -> pools::PoolBase& {
+                    if (pools::in_cluster()) n = std::min(n, pools::cluster_nodes().size() - 1);
+                    return pools::get_cluster_pool(pool_name, n);
+                  }},
 };
 
 }  // namespace

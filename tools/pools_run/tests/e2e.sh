@@ -305,9 +305,6 @@ test_errors() {
   head -c 100000 /dev/zero | tr '\0' 'b' >wide.txt
   run 'printf %s {} | wc -c' <wide.txt
   check "a 100 kB argument arrives whole" "100000" "$(echo $out)"
-  run --pool cluster echo ::: a
-  check "--pool cluster: exit 255" "255" "$rc"
-  check_contains "--pool cluster: not in this build" "not available in this build" "$err"
   run --pool nosuch echo ::: a
   check_contains "--pool unknown: lists the kinds" "known: process, thread" "$err"
   run --resume echo ::: a
@@ -384,8 +381,23 @@ test_pools() {
     run -k --pool "$kind" -j 2 'echo {}; exit {}' ::: 0 1 0
     check "--pool $kind: runs the jobs" $'0\n1\n0:1' "$out:$rc"
   done
-  run --pool cluster echo ::: a
-  check "--pool cluster: exit 255 in this build" "255" "$rc"
+  # Without mpirun the cluster pool is the multiprocess pool, and says so.
+  run -k --pool cluster -j 2 'echo {}' ::: a b
+  check "--pool cluster without mpirun: runs the jobs" $'a\nb:0' "$out:$rc"
+  check_contains "--pool cluster without mpirun: says so" "runs as a multiprocess pool" "$err"
+  if command -v mpirun >/dev/null && ldd "$P" | grep -q libmpi; then
+    # Under mpirun: rank 0 runs pools-run, ranks 1 and 2 run the commands.
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+      OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_tcp_if_include=lo \
+      OMPI_MCA_oob_tcp_if_include=lo mpirun -np 3 "$P" -k --pool cluster \
+      'echo {} $OMPI_COMM_WORLD_RANK' ::: x y z </dev/null >"$tmp/.out" 2>"$tmp/.err"
+    rc=$?
+    out=$(sed 's/ [12]$/ worker/' "$tmp/.out")
+    check "--pool cluster under mpirun: the worker ranks run the jobs" \
+      $'x worker\ny worker\nz worker:0' "$out:$rc"
+  else
+    skip "--pool cluster under mpirun (no mpirun, or pools-run built without MPI)"
+  fi
   run --pool thread --timeout 0.5 'sleep 1000.{}' ::: 888$$
   check "--pool thread: --timeout" "1" "$rc"
   run --pool multiprocess --timeout 0.5 'sleep 1000.{}' ::: 889$$
