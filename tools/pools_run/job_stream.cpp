@@ -372,6 +372,14 @@ Frame StreamReader::next_frame(std::string_view expecting) {
     if (n < 0) fail(fmt::format("cannot read: {}", std::strerror(errno)), decoder_.offset() + decoder_.buffered());
     if (n == 0) {
       const auto at = decoder_.offset();
+      // Less than a header of something else: say what it is, not that a header is short.
+      if (at == 0 && decoder_.buffered() > 0) {
+        const std::string_view start(room - decoder_.buffered(), std::min<std::size_t>(decoder_.buffered(), 4));
+        if (std::string_view("PLWF").substr(0, start.size()) != start)
+          fail(fmt::format("expected {}, but this is not a pools stream: {} bytes that do not start with \"PLWF\"",
+                           expecting, decoder_.buffered()),
+               0);
+      }
       try {
         decoder_.finish();
       } catch (const pools::wire::WireError& e) {

@@ -292,13 +292,15 @@ void check_stage_options(const Options& o) {
     if (given) throw UsageError(fmt::format("{} does not go with {}: it belongs to {}", option, stage, belongs));
   };
   const Options d;
-  const bool output = o.keep_order || o.tag || !o.results.empty() || o.bar || !o.summary;
-  if (o.transmit) {
+  auto refuse_output = [&] {  // --process's
     refuse(o.keep_order, "-k", "--process");
     refuse(o.tag, "--tag", "--process");
     refuse(!o.results.empty(), "--results", "--process");
     refuse(o.bar, "--bar", "--process");
     refuse(!o.summary, "--no-summary", "--process");
+  };
+  if (o.transmit) {
+    refuse_output();
     refuse(o.dry_run, "--dry-run", "a local run");
     refuse(o.pool != d.pool, "--pool", "--worker");
     refuse(!o.joblog.empty() && !o.resume && !o.resume_failed, "--joblog",
@@ -315,7 +317,7 @@ void check_stage_options(const Options& o) {
   refuse(o.halt.when != d.halt.when, "--halt", "--transmit");
   refuse(o.colsep.has_value(), "--colsep", "--transmit");
   if (o.worker) {
-    refuse(output, "-k, --tag, --results, --bar and --no-summary", "--process");
+    refuse_output();
     refuse(!o.joblog.empty(), "--joblog", "--process");
   } else {
     refuse(o.jobs_given, "-j", "--worker (or --transmit)");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of pools-run: runs the built program on real commands.
 #   POOLS_RUN=build/tools/pools_run/pools-run bash e2e.sh GROUP
-# GROUP: input output joblog halt errors signals pools (or all).
+# GROUP: input output joblog halt errors signals pools streams (or all).
 # Deterministic on a loaded machine: no assertion depends on how long anything
 # takes; where order matters, jobs wait for files that pools-run writes.
 # GNU parallel, when installed, is run beside pools-run for the compatibility
@@ -404,9 +404,122 @@ test_pools() {
   check "--pool multiprocess: --timeout" "1" "$rc"
 }
 
+# Job streams. stream_run RUN_OPTS PROCESS_OPTS JOB: runs JOB (the command and
+# its sources, shell words) locally and as --transmit RUN_OPTS | --worker |
+# --process PROCESS_OPTS, each with a joblog; sets lout lrc llog (local) and
+# sout src slog (streamed); the joblogs without their times.
+stream_run() {
+  rm -f l.log s.log
+  eval "\"\$P\" --no-summary --joblog l.log $1 $2 $3" >l.out 2>/dev/null
+  lrc=$?
+  rm -f c.*
+  eval "\"\$P\" --transmit $1 $3" | "$P" --worker 2>/dev/null |
+    eval "\"\$P\" --process --no-summary --joblog s.log $2" >s.out 2>/dev/null
+  src=$?
+  lout=$(tr -d '\0' <l.out)
+  sout=$(tr -d '\0' <s.out)
+  llog=$(tail -n +2 l.log | cut -f 1,2,5- | sort -n)
+  slog=$(tail -n +2 s.log | cut -f 1,2,5- | sort -n)
+}
+# The size of a file in bytes.
+size_of() { wc -c <"$1" | tr -d ' '; }
+
+test_streams() {
+  local job
+  # The same stdout (-k), joblog (times aside) and exit status as a local run.
+  for job in "'echo {}; exit {}' ::: 0 1 2" "'echo {}; echo err {} >&2; kill -{} \$\$' ::: 0 9 15" \
+             "'no_such_command_pools_run {}' ::: a" "echo {1}-{2} {#} ::: a b ::: 'c d' e" \
+             "'n=\$(cat c.{} 2>/dev/null || echo 0); echo \$((n + 1)) >c.{}; [ \$n -ge 1 ]' ::: x" \
+             "'printf \"a\\0b\"; echo {}' ::: 1" "'echo \$PARALLEL_SEQ {}' ::: a b"; do
+    stream_run "-j2 --retries 2" "-k" "$job"
+    check "streams: like a local run (stdout, exit status): $job" "$lout:$lrc" "$sout:$src"
+    check "streams: like a local run (joblog): $job" "$llog" "$slog"
+  done
+  stream_run "--timeout 0.5" "" "'sleep 1000.{}' ::: 5$$"
+  check "streams: --timeout crosses (joblog -1 15, exit 1)" $'-1\t15:1' "$(tail -1 s.log | cut -f 7,8):$src"
+  for job in "--halt now,fail=1 'echo {}; exit {}' ::: 0 3 0 0" "--halt soon,fail=2 'echo {}; exit {}' ::: 0 1 2 3 4" \
+             "--halt now,success=1 'exit {}' ::: 1 0 5 6"; do
+    stream_run "-j1" "-k" "$job"
+    check "streams: --halt like a local run: $job" "$lout:$lrc:$llog" "$sout:$src:$slog"
+  done
+  stream_run "" "-k --tag" "'echo a; echo b' ::: x 'y z'"
+  check "streams: --tag in --process" "$lout" "$sout"
+  rm -rf sres
+  "$P" --transmit 'echo out {}; echo err {} >&2' ::: q | "$P" --worker | "$P" --process --results sres 2>/dev/null >/dev/null
+  check "streams: --results in --process" "out q:err q" "$(cat sres/1/stdout):$(cat sres/1/stderr)"
+  # --resume: --transmit skips what the joblog has; --process appends to it.
+  "$P" --joblog r.log 'echo {}; exit {}' ::: 0 1 >/dev/null 2>&1
+  "$P" --transmit --resume-failed --joblog r.log 'echo again {}' ::: 0 1 2 | "$P" --worker |
+    "$P" --process -k --joblog r.log >s.out 2>s.err
+  check "streams: --resume-failed runs the failed and the new jobs" $'again 1\nagain 2:0' "$(cat s.out):$?"
+  check "streams: --process appends to a resumed joblog" "5" "$(wc -l <r.log)"
+  check_contains "streams: the summary counts the skipped" "2 succeeded, 0 failed, 1 skipped (done in the joblog)" "$(cat s.err)"
+  "$P" --transmit echo </dev/null | "$P" --worker | "$P" --process >s.out 2>s.err
+  check "streams: empty input: exit 0" "0" "$?"
+  check_contains "streams: empty input: says so" "no jobs to run: the input is empty" "$(cat s.err)"
+
+  # Bad streams: junk, the wrong kind, cut short; exit 255, nothing that ran lost.
+  printf 'GET / HTTP/1.1\r\nHost: example.org\r\n\r\n' | "$P" --worker 2>w.err | "$P" --process >s.out 2>s.err
+  check "streams: junk to --worker: exit 255 at both ends" "255 255" "${PIPESTATUS[1]} ${PIPESTATUS[2]}"
+  check_contains "streams: junk to --worker: says so" 'job stream on stdin, at byte 0: expected the hello frame of a job stream (from pools-run --transmit), but pools wire: not a pools stream: the magic is "GET ", expected "PLWF"' "$(cat w.err)"
+  check_contains "streams: junk to --worker: --process says why" "could not read all of its job stream" "$(cat s.err)"
+  printf 'junk' | "$P" --process >s.out 2>s.err
+  check "streams: junk to --process: exit 255" "255" "$?"
+  check_contains "streams: junk to --process: says so" "result stream on stdin, at byte 0: expected the hello frame" "$(cat s.err)"
+  "$P" --process </dev/null 2>s.err
+  check "streams: empty input to --process: exit 255" "255" "$?"
+  check_contains "streams: empty input to --process: says so" "the input is empty (expected the hello frame" "$(cat s.err)"
+  "$P" --transmit echo ::: a >jobs.bin
+  "$P" --worker <jobs.bin >results.bin
+  "$P" --worker <results.bin 2>w.err >/dev/null
+  check "streams: a result stream to --worker: exit 255" "255" "$?"
+  check_contains "streams: a result stream to --worker: says so" "this is a result stream (from pools-run --worker), not a job stream (from pools-run --transmit)" "$(cat w.err)"
+  "$P" --process <jobs.bin 2>s.err
+  check "streams: a job stream to --process: exit 255" "255" "$?"
+  check_contains "streams: a job stream to --process: says so" "this is a job stream (from pools-run --transmit), not a result stream" "$(cat s.err)"
+  # A job stream cut inside its last job: the jobs before it run and are reported.
+  "$P" --transmit -j1 'echo {}' ::: 1 2 3 4 5 >jobs.bin
+  head -c $(($(size_of jobs.bin) - 32 - 10)) jobs.bin | "$P" --worker 2>w.err | "$P" --process -k --joblog t.log >s.out 2>s.err
+  check "streams: job stream cut short: exit 255 at both ends" "255 255" "${PIPESTATUS[1]} ${PIPESTATUS[2]}"
+  check "streams: job stream cut short: the jobs before ran" $'1\n2\n3\n4' "$(cat s.out)"
+  check "streams: job stream cut short: in the joblog" "4" "$(tail -n +2 t.log | wc -l)"
+  check_contains "streams: job stream cut short: --worker says where" "the stream is cut short: pools wire: truncated frame: the stream ended inside a job frame" "$(cat w.err)"
+  check_contains "streams: job stream cut short: --process names the lost job" "1 of 5 transmitted jobs have no result (job 5): they count as failed" "$(cat s.err)"
+  check_contains "streams: job stream cut short: the summary counts it" "4 succeeded, 1 failed (1 of them lost: no result came back)" "$(cat s.err)"
+  # A job stream without its end frame (the sender stopped between frames).
+  head -c $(($(size_of jobs.bin) - 32)) jobs.bin | "$P" --worker 2>w.err | "$P" --process >/dev/null 2>s.err
+  check "streams: job stream without its end: exit 255 at both ends" "255 255" "${PIPESTATUS[1]} ${PIPESTATUS[2]}"
+  check_contains "streams: job stream without its end: says so" "the stream ended after 5 jobs without its end frame" "$(cat w.err)"
+  # A result stream cut short: what arrived is reported, the rest is lost.
+  "$P" --worker -j1 <jobs.bin >results.bin
+  head -c $(($(size_of results.bin) - 36 - 10)) results.bin | "$P" --process -k --joblog t.log >s.out 2>s.err
+  check "streams: result stream cut short: exit 255" "255" "$?"
+  check "streams: result stream cut short: what arrived is printed" $'1\n2\n3\n4' "$(cat s.out)"
+  check "streams: result stream cut short: and logged" "4" "$(tail -n +2 t.log | wc -l)"
+  check_contains "streams: result stream cut short: says where" "result stream on stdin, at byte " "$(cat s.err)"
+  check_contains "streams: result stream cut short: the lost job" "1 of 5 transmitted jobs have no result (job 5)" "$(cat s.err)"
+  head -c $(($(size_of results.bin) - 36)) results.bin | "$P" --process >s.out 2>s.err
+  check "streams: result stream without its end: exit 255, nothing lost" "255:5" "$?:$(wc -l <s.out)"
+  check_contains "streams: result stream without its end: says so" "the stream ended after 5 results without its end frame" "$(cat s.err)"
+
+  # --worker's stdout closes while its jobs sleep: it dies of SIGPIPE and takes them along.
+  local mark="1000.$$$RANDOM" pat
+  pat=${mark//./[.]}
+  "$P" --transmit -j 3 "sleep $mark; : {}" ::: 1 2 3 | "$P" --worker 2>/dev/null | { wait_procs "$pat" 3; }
+  check "streams: --worker's stdout closed: it dies of SIGPIPE" "141" "${PIPESTATUS[1]}"
+  check "streams: --worker's stdout closed: no job left behind" "0" "$(procs_left "$pat")"
+
+  "$P" --worker -k </dev/null 2>s.err
+  check_contains "streams: an option of another stage is refused" "-k does not go with --worker: it belongs to --process" "$(cat s.err)"
+  "$P" --process echo ::: a </dev/null 2>s.err
+  check "streams: --process takes no command: exit 255" "255" "$?"
+  "$P" --transmit --worker </dev/null 2>s.err
+  check_contains "streams: one stage at a time" "give at most one" "$(cat s.err)"
+}
+
 case "$group" in
-  all) for g in input output joblog halt errors signals pools; do "test_$g"; done ;;
-  input | output | joblog | halt | errors | signals | pools) "test_$group" ;;
+  all) for g in input output joblog halt errors signals pools streams; do "test_$g"; done ;;
+  input | output | joblog | halt | errors | signals | pools | streams) "test_$group" ;;
   *) echo "unknown group: $group" >&2; exit 2 ;;
 esac
 echo "$group: $checks checks, $fails failed"
