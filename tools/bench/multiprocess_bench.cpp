@@ -24,6 +24,8 @@
 // region, on both sides. A wrong result exits with status 1.
 #include <pools/pools.hpp>
 
+#include "bench_support.hpp"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -53,6 +55,8 @@ extern char** environ;
 
 namespace {
 
+using namespace bench;
+
 constexpr std::size_t num_workers = 2;
 
 // The goals of the issue.
@@ -74,34 +78,7 @@ Options opt;
 int square(int x) { return x * x; }
 int trivial() { return 1; }
 
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "multiprocess_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
 using Clock = std::chrono::steady_clock;
-
-template <class F>
-double time_s(F&& f) {
-  const auto t0 = Clock::now();
-  f();
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// /proc/loadavg as it is: the 1, 5 and 15 minute load averages, then
-// runnable/all threads.
-std::string load_average() {
-  std::string line;
-  std::getline(std::ifstream("/proc/loadavg") >> std::ws, line);
-  return line;
-}
 
 std::int64_t sum_of_squares(int n) {
   std::int64_t s = 0;
@@ -110,56 +87,6 @@ std::int64_t sum_of_squares(int n) {
 }
 
 // ---- child processes: the Python peers and this program's lazy run ---------------
-
-// Runs argv (argv[0] a path) with `env`, stderr shared with ours; returns its
-// stdout, or fails naming `who` when it does not exit 0.
-std::string run_capture(const std::string& who, std::vector<std::string> args, char** env) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) fail("pipe2: " + std::string(std::strerror(errno)));
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), env);
-  posix_spawn_file_actions_destroy(&fa);
-  close(p[1]);
-  if (rc != 0) {
-    close(p[0]);
-    fail(who + ": cannot start " + args[0] + ": " + std::strerror(rc));
-  }
-  std::string out;
-  char buf[4096];
-  for (ssize_t k; (k = read(p[0], buf, sizeof buf)) != 0;) {
-    if (k > 0) out.append(buf, static_cast<std::size_t>(k));
-    else if (errno != EINTR) break;
-  }
-  close(p[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    fail(who + ": " + args[0] + " failed (status " + std::to_string(status) + "), printed: " + out);
-  return out;
-}
-
-// The value of `key=` in a line of key=value fields.
-std::string field(const std::string& line, const std::string& key) {
-  std::istringstream in(line);
-  for (std::string f; in >> f;)
-    if (f.rfind(key + "=", 0) == 0) return f.substr(key.size() + 1);
-  return {};
-}
-
-double seconds_from(const std::string& who, const std::string& out) {
-  const std::string s = field(out, "seconds");
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0') fail(who + ": no seconds= in its output: " + out);
-  return v;
-}
 
 std::string python_version;  // from the script's first answer
 
@@ -171,14 +98,7 @@ double run_python(const std::string& peer, const std::string& mode, int tasks) {
                    "--workers", std::to_string(num_workers), "--mode", mode},
                   environ);
   if (python_version.empty()) python_version = field(out, "python");
-  return seconds_from("python " + peer + " " + mode, out);
-}
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (len <= 0) fail("readlink /proc/self/exe: " + std::string(std::strerror(errno)));
-  return std::string(buf, static_cast<std::size_t>(len));
+  return number_field("python " + peer + " " + mode, out, "seconds");
 }
 
 // This program again, with POOLS_FORK_SERVER=lazy and --startup-only: the
@@ -192,19 +112,7 @@ double run_lazy_startup() {
   for (auto& s : env_strings) env.push_back(s.data());
   env.push_back(nullptr);
   const std::string out = run_capture("pools (lazy)", {self_exe(), "--startup-only"}, env.data());
-  return seconds_from("pools (lazy)", out);
-}
-
-// Debian's python3 (the issue's peer) when it is there, else python3 on PATH.
-std::string find_python3() {
-  if (access("/usr/bin/python3", X_OK) == 0) return "/usr/bin/python3";
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path ? path : "");
-  for (std::string d; std::getline(dirs, d, ':');) {
-    const std::string p = (d.empty() ? "." : d) + "/python3";
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return {};
+  return number_field("pools (lazy)", out, "seconds");
 }
 
 // ---- pools ---------------------------------------------------------------------------
