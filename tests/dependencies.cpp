@@ -173,17 +173,7 @@ TEST_CASE("dependencies: a skipped task nobody waited for is reported", "[depend
     REQUIRE_THROWS(bad.wait());
   }
   // Both handles are gone: wait_completion reports the skipped task on stderr.
-  pools_test::TempDir dir("deps-report");
-  const std::string log = (dir.path / "stderr").string();
-  const int saved = ::dup(2);
-  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  REQUIRE((saved >= 0 && fd >= 0));
-  ::dup2(fd, 2);
-  pool.wait_completion();
-  ::dup2(saved, 2);
-  ::close(fd);
-  ::close(saved);
-  const std::string text = pools_test::read_text(log);
+  const std::string text = pools_test::stderr_of("deps-report", [&pool] { pool.wait_completion(); });
   REQUIRE_THAT(text, Catch::Contains("task 'orphan'") && Catch::Contains("nobody waited for it") &&
                          Catch::Contains("its dependency 'root cause'"));
 }

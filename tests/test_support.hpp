@@ -91,6 +91,23 @@ inline std::string read_text(const std::filesystem::path& p) {
   return s.str();
 }
 
+// What `fn` writes to file descriptor 2 (the pools' reports of failures
+// nobody waited for, for one).
+template <class Fn>
+std::string stderr_of(const std::string& what, Fn&& fn) {
+  TempDir dir(what);
+  const std::string log = (dir.path / "stderr").string();
+  const int saved = ::dup(2);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE((saved >= 0 && fd >= 0));
+  ::dup2(fd, 2);
+  fn();
+  ::dup2(saved, 2);
+  ::close(fd);
+  ::close(saved);
+  return read_text(log);
+}
+
 inline std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace pools {
 
@@ -21,10 +22,21 @@ public:
 };
 
 /// Thrown by wait()/wait_return() of a task that never ran because a task it
-/// depended on failed, was cancelled or was skipped (add_task_after).
+/// depended on failed, was cancelled or was skipped (add_task_after), or
+/// because an earlier task of its failure-domain group failed (groups.hpp).
 class Skipped : public Error {
 public:
   using Error::Error;
+  /// A task of `group` skipped because `cause`, a task of the same group, failed.
+  Skipped(const std::string& what, std::string group, std::string cause)
+      : Error(what), group_(std::move(group)), cause_(std::move(cause)) {}
+  /// The group whose failure skipped the task; empty when a dependency skipped it.
+  const std::string& group() const noexcept { return group_; }
+  /// The name of the failed task of the group; empty when a dependency skipped it.
+  const std::string& cause() const noexcept { return cause_; }
+
+private:
+  std::string group_, cause_;
 };
 
 /// A task that ran in another process (multiprocess pool) or on another rank

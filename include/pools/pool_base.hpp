@@ -28,6 +28,8 @@ namespace detail {
 /// dependent task, see dependencies.hpp) for the pool's report of failures
 /// nobody waited for.
 void track_failure(PoolBase& pool, TaskState* s) noexcept;
+/// Holds tasks back and queues them later (groups.hpp).
+struct PoolAccess;
 /// Observer hooks for tasks made outside PoolBase (add_task_after): the queued
 /// event of s, and the finished event of a task that never started (skipped,
 /// cancelled) with its error (null: cancelled).
@@ -272,6 +274,7 @@ private:
 
   void note_failure(detail::TaskState* s) noexcept;
   friend void detail::track_failure(PoolBase& pool, detail::TaskState* s) noexcept;
+  friend struct detail::PoolAccess;
   void notify_queued(detail::TaskState* s) noexcept;
   void notify_finished(detail::TaskState* s, bool ok, const std::exception_ptr* error) noexcept;
   void notify_finished_unstarted(detail::TaskState* s, const std::exception_ptr& error) noexcept;

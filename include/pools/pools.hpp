@@ -4,6 +4,7 @@
 #include <pools/cluster.hpp>
 #include <pools/dependencies.hpp>
 #include <pools/errors.hpp>
+#include <pools/groups.hpp>
 #include <pools/multiprocess.hpp>
 #include <pools/observer.hpp>
 #include <pools/pool_base.hpp>

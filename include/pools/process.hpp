@@ -14,6 +14,10 @@
 
 namespace pools {
 
+namespace detail {
+struct PoolAccess;
+}
+
 /// How to run one command. The defaults run it like a shell would, in the
 /// caller's directory and environment, with stdin from /dev/null.
 struct ProcessOptions {
@@ -103,6 +107,7 @@ private:
     s_ = adopted;
   }
   friend class PoolBase;
+  friend struct detail::PoolAccess;
 };
 
 }  // namespace pools
