@@ -21,8 +21,8 @@ mkdir -p "$out/artifacts"
 echo "fuzz-wire: building $out/wire_fuzz"
 # -fno-sanitize-recover: UBSan findings abort, so libFuzzer keeps them as crashes.
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -I "$root/include" -I "$root/src" \
-  "$root/tests/fuzz/wire_fuzz.cpp" "$root/src/wire/frame.cpp" -lfmt \
+  -I "$root/include" -I "$root/src" -I "$root/tools/pools_run" \
+  "$root/tests/fuzz/wire_fuzz.cpp" "$root/src/wire/frame.cpp" "$root/tools/pools_run/job_stream.cpp" -lfmt \
   -o "$out/wire_fuzz" || { echo "fuzz-wire: build failed" >&2; exit 1; }
 
 # A fresh working corpus each run: libFuzzer adds the inputs it finds to it.

@@ -1,10 +1,13 @@
-// libFuzzer target for the frame decoder (src/wire/frame.hpp); built and run by
-// tools/fuzz-wire.sh. Input: byte 0 says how many chunk-size bytes follow
+// libFuzzer target for the frame decoder (src/wire/frame.hpp) and the payload
+// decoders of pools-run's job streams (tools/pools_run/job_stream.hpp); built
+// and run by tools/fuzz-wire.sh. Input: byte 0 says how many chunk-size bytes follow
 // (1 to 8); each is a chunk of the rest fed to a FrameDecoder in turn (bits
 // 0-6: size, 0 meaning all that is left; bit 7: through prepare()/commit()
 // instead of feed()). A WireError is expected; any other exception, a crash or
 // a broken invariant (abort) is a bug.
 #include "wire/frame.hpp"
+
+#include "job_stream.hpp"  // tools/pools_run: pools-run's job stream payloads
 
 #include <algorithm>
 #include <cstdint>
@@ -46,6 +49,48 @@ void check_frame(const Frame& f, const std::uint8_t* stream, std::uint64_t at) {
   FUZZ_CHECK(g->header.length == f.header.length && g->payload == f.payload);
   FUZZ_CHECK(!d.next().has_value());
   d.finish();
+}
+
+// pools-run's job stream payloads: a decoder either refuses the bytes with a
+// StreamError or returns what encodes back to exactly those bytes.
+void check_job_stream_payload(const Frame& f) {
+  namespace js = pools_run::stream;
+  const std::uint64_t id = f.header.task_id;
+  std::string again;
+  try {
+    switch (f.header.kind) {
+      case FrameKind::hello:
+        try {
+          again = js::encode_jobs_header(js::decode_jobs_header(f.payload));
+        } catch (const js::StreamError&) {
+          js::append_results_header(again, js::decode_results_header(f.payload));
+          again = std::string(again, header_size);
+        }
+        break;
+      case FrameKind::job: {
+        js::append_job(again, js::decode_job(id, f.payload));
+        again.erase(0, header_size);
+        break;
+      }
+      case FrameKind::job_result:
+        js::append_result(again, js::decode_result(id, f.payload));
+        again.erase(0, header_size);
+        break;
+      case FrameKind::stop:
+        js::append_jobs_end(again, js::decode_jobs_end(f.payload));
+        again.erase(0, header_size);
+        break;
+      case FrameKind::bye:
+        js::append_results_end(again, js::decode_results_end(f.payload));
+        again.erase(0, header_size);
+        break;
+      default:
+        return;
+    }
+  } catch (const js::StreamError&) {
+    return;
+  }
+  FUZZ_CHECK(again == f.payload);
 }
 
 // After an error every call throws it again.
@@ -114,6 +159,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       pos += n;
       while (const auto f = dec.next()) {
         check_frame(*f, stream, at);
+        check_job_stream_payload(*f);
         at += header_size + f->header.length;
         FUZZ_CHECK(dec.offset() == at);
       }

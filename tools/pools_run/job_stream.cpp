@@ -213,6 +213,7 @@ JobsHeader decode_jobs_header(std::string_view payload) {
   const bool has_jobs = r.flag("jobs given");
   const auto jobs = r.u32("jobs");
   if (has_jobs) h.jobs = jobs;
+  else if (jobs != 0) r.bad("jobs", fmt::format("{}, but -j was not given (it must be 0 then)", jobs));
   const auto when = r.u8("halt when"), why = r.u8("halt why");
   if (when > 2) r.bad("halt when", fmt::format("{} is not never (0), soon (1) or now (2)", when));
   if (why > 2) r.bad("halt why", fmt::format("{} is not fail (0), success (1) or done (2)", why));
