@@ -43,13 +43,22 @@ std::string mpi_error(int code) {
 
 void start_mpi(int& argc, char**& argv) {
   Session& s = session();
-  int provided = 0;
-  int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
-  if (rc != MPI_SUCCESS) throw Error("pools::init: MPI_Init_thread failed: " + mpi_error(rc));
-  if (provided < MPI_THREAD_SERIALIZED) {
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    throw Error("pools::init: this MPI does not provide MPI_THREAD_SERIALIZED");
+  int provided = 0, already = 0;
+  MPI_Initialized(&already);
+  if (already) {
+    // The program started MPI itself (before pools::init): use it as it is.
+    MPI_Query_thread(&provided);
+  } else {
+    // MULTIPLE where MPI has it (Open MPI does), so that the program's own
+    // MPI calls may run beside the pools' (which take mpi_lock() anyway).
+    const int rc = MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    if (rc != MPI_SUCCESS) throw Error("pools::init: MPI_Init_thread failed: " + mpi_error(rc));
   }
+  if (provided < MPI_THREAD_SERIALIZED)
+    throw Error(fmt::format("pools::init: MPI runs at thread level {}; the cluster pool needs "
+                            "MPI_THREAD_SERIALIZED or more (start MPI with MPI_Init_thread(..., "
+                            "MPI_THREAD_MULTIPLE, ...), or let pools::init start it)",
+                            provided));
   // A failed call returns an error (the pool reports it) instead of ending the job.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_dup(MPI_COMM_WORLD, &s.comm);
@@ -66,6 +75,9 @@ void finish_mpi(bool peers_lost) noexcept {
   if (!s.running) return;
   s.running = false;
   if (peers_lost) return;  // MPI_Finalize would wait for the lost rank
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;  // the program did (too early: see docs/cluster-pool.md)
   MPI_Comm_free(&s.comm);
   MPI_Finalize();
 }

@@ -1,8 +1,9 @@
 // This process's place in an MPI job: whether it was started by mpirun (or
 // srun), MPI's setup and teardown, and the lock that serializes MPI calls.
 //
-// MPI is initialized with MPI_THREAD_SERIALIZED: any thread may call MPI, one
-// at a time, holding mpi_lock(). Rank 0's communication thread holds it while
+// The pools' own MPI calls are serialized: any thread may make them, one at a
+// time, holding mpi_lock() (MPI_THREAD_SERIALIZED is enough; pools::init asks
+// for MPI_THREAD_MULTIPLE so that the program may use MPI beside them). Rank 0's communication thread holds it while
 // it works and lets go while it sleeps, so that a submitting or waiting thread
 // may send a call or read a reply itself (one thread hand-off less per round
 // trip), as the multiprocess pool does with its sockets.
