@@ -24,6 +24,11 @@ struct MultiprocessOptions {
   /// tasks with pools::WorkerLost rather than retrying forever.
   void (*initializer)() = nullptr;
   void (*finalizer)() = nullptr;
+  /// The same two hooks under the names every pool kind uses (lifecycle.hpp):
+  /// on_start is the initializer, on_stop the finalizer. Give one name of
+  /// each pair; two different functions for one hook throw pools::Error.
+  void (*on_start)() = nullptr;
+  void (*on_stop)() = nullptr;
   /// Replace a worker after it ran this many tasks (0: never), as
   /// Python's maxtasksperchild: for code that leaks.
   std::size_t max_tasks_per_worker = 0;

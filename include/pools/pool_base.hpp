@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -28,8 +29,6 @@ namespace detail {
 /// dependent task, see dependencies.hpp) for the pool's report of failures
 /// nobody waited for.
 void track_failure(PoolBase& pool, TaskState* s) noexcept;
-/// Holds tasks back and queues them later (groups.hpp).
-struct PoolAccess;
 /// Observer hooks for tasks made outside PoolBase (add_task_after): the queued
 /// event of s, and the finished event of a task that never started (skipped,
 /// cancelled) with its error (null: cancelled).
@@ -43,6 +42,23 @@ enum class PoolKind { thread, multiprocess, process, cluster, serial };
 
 /// "thread", "multiprocess", "process", "cluster" or "serial".
 std::string_view to_string(PoolKind kind) noexcept;
+
+/// Where a pool is in its life (PoolBase::state()). It only moves forward.
+enum class PoolState {
+  starting,  // workers are being started and run their on_start hooks
+  running,   // every worker is ready (a failed on_start also ends starting)
+  draining,  // shutdown began: no new work; queued and running work finishes
+  stopped,   // shutdown is done: the workers ran their on_stop and are gone
+};
+
+/// "starting", "running", "draining" or "stopped".
+std::string_view to_string(PoolState state) noexcept;
+
+/// How shutdown(mode) ends a pool.
+enum class ShutdownMode {
+  wait,  // as shutdown(): queued and running work finishes first
+  now,   // cancel queued work, stop running work where the kind can (see close_pools_now)
+};
 
 /// A pool runs tasks concurrently (or, for the serial kind, at once in the
 /// caller). Pools are created and owned by the registry (get_thread_pool() and
@@ -172,8 +188,27 @@ public:
   /// waited for. Idempotent; blocks.
   virtual void shutdown() = 0;
 
+  /// shutdown(ShutdownMode::wait) is shutdown(). shutdown(ShutdownMode::now)
+  /// closes the pool without finishing its work: queued tasks are cancelled
+  /// (their wait throws pools::Cancelled, and one line on stderr lists them),
+  /// running commands are terminated and worker processes killed (their tasks
+  /// fail with pools::ProcessError / pools::WorkerLost); a task running on a
+  /// thread cannot be stopped and is waited for. Blocks until the pool is
+  /// stopped. Called while a graceful shutdown runs, it hurries it along
+  /// where the kind can. Thread-safe.
+  void shutdown(ShutdownMode mode) {
+    if (mode == ShutdownMode::now) return shutdown_now();
+    shutdown();
+  }
+
   /// True until shutdown() began.
   bool accepting() const noexcept { return accepting_.load(std::memory_order_seq_cst); }
+
+  /// The pool's state: starting until every worker ran its on_start hook,
+  /// running, draining from the start of shutdown, stopped once it is done.
+  /// Non-blocking. A pool that delegates to another (the process pool's
+  /// function threads) may override it to report the earlier of the two.
+  virtual PoolState state() const noexcept { return state_.load(std::memory_order_acquire); }
 
   /// Adds an observer of this pool's tasks (see observer.hpp): it receives
   /// the events that begin after this returns. The same observer may watch
@@ -251,6 +286,44 @@ protected:
   /// Counters for diagnostics (POOLS_DIAG) and the shutdown summary.
   std::uint64_t failures_seen() const noexcept;
 
+  // ---- lifecycle, for backends (src/core/lifecycle.cpp) --------------------
+  // A backend implements the lifecycle with these: its constructor leaves the
+  // pool `starting` (or calls set_state(running) when it has nothing to
+  // start); each worker runs run_worker_hook(on_start) before its first task
+  // and the backend calls set_state(running) once all have; shutdown() calls
+  // set_state(draining) when it stops accepting and set_state(stopped) when it
+  // is done, after the workers ran run_worker_hook(on_stop). A failed on_start
+  // is passed to fail_unstarted() for every task the pool will not run.
+  // shutdown_now() does what it can faster (see shutdown(ShutdownMode)).
+
+  /// Moves the state forward to `next` (never back: a late `running` after
+  /// `draining` is ignored). Thread-safe.
+  void set_state(PoolState next) noexcept;
+
+  /// Runs a worker's hook (nothing when it is empty) and returns its failure,
+  /// or null. `which` ("on_start", "on_stop") and `worker` name it in the
+  /// pools::Error returned: "thread pool 'x': on_start of worker 2 failed:
+  /// std::runtime_error: no GPU". Never throws.
+  std::exception_ptr run_worker_hook(const std::function<void()>& hook, const char* which,
+                                     std::size_t worker) noexcept;
+
+  /// Completes a task the pool will not run because its workers could not
+  /// start: it fails with `error` (if cancel() did not win), is reported when
+  /// nobody waits for it, and the queue's reference is dropped. Never throws.
+  void fail_unstarted(detail::TaskState* s, const std::exception_ptr& error) noexcept;
+
+  /// The fast close; the default is shutdown().
+  virtual void shutdown_now() { shutdown(); }
+
+  /// For shutdown_now(): cancels s if it has not started (true then) and
+  /// remembers it for report_cancelled_at_close(). Does not drop a reference.
+  bool cancel_at_close(detail::TaskState* s) noexcept;
+  /// For shutdown_now(): remembers a running task it stopped (a killed
+  /// command) for report_cancelled_at_close().
+  void note_at_close(detail::TaskState* s, bool was_running) noexcept;
+  /// Prints one line listing the tasks shutdown_now() cancelled or stopped, if any.
+  void report_cancelled_at_close() noexcept;
+
 private:
   template <class R, class F, class... A, class Fn, class... Args>
   detail::RemoteNode<R>* make_remote_task(detail::type_list<A...>, std::string&& name, Fn& f,
@@ -274,7 +347,6 @@ private:
 
   void note_failure(detail::TaskState* s) noexcept;
   friend void detail::track_failure(PoolBase& pool, detail::TaskState* s) noexcept;
-  friend struct detail::PoolAccess;
   void notify_queued(detail::TaskState* s) noexcept;
   void notify_finished(detail::TaskState* s, bool ok, const std::exception_ptr* error) noexcept;
   void notify_finished_unstarted(detail::TaskState* s, const std::exception_ptr& error) noexcept;
@@ -291,6 +363,12 @@ private:
   std::uint64_t failure_count_ = 0;
   std::atomic<std::shared_ptr<const detail::ObserverList>> observers_;
   PoolBase* event_owner_ = this;
+  std::atomic<PoolState> state_{PoolState::starting};
+  struct AtClose {
+    std::size_t count = 0;
+    std::vector<std::string> names;  // the first ten
+  };
+  AtClose at_close_[2];  // cancelled queued tasks, stopped running ones; under failures_mutex_
 };
 
 }  // namespace pools

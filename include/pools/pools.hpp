@@ -5,6 +5,7 @@
 #include <pools/dependencies.hpp>
 #include <pools/errors.hpp>
 #include <pools/groups.hpp>
+#include <pools/lifecycle.hpp>
 #include <pools/multiprocess.hpp>
 #include <pools/observer.hpp>
 #include <pools/pool_base.hpp>

@@ -4,12 +4,15 @@
 
 #include "pools_config.h"
 
+#include <pools/lifecycle.hpp>
+
 #include <cerrno>
 #include <cstdlib>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include <fmt/core.h>
 
@@ -170,7 +173,71 @@ PoolBase& get_multiprocess_pool(std::string_view name, std::optional<std::size_t
                   });
 }
 
-PoolBase& get_multiprocess_pool(std::string_view name, const MultiprocessOptions& options) {
+namespace {
+
+// Hooks are the same when both are empty, the same function pointer, or
+// closures of one type (one lambda expression; their state cannot be compared).
+bool same_hook(const WorkerHook& a, const WorkerHook& b) noexcept {
+  if (!a || !b) return !a && !b;
+  if (a.target_type() != b.target_type()) return false;
+  if (auto* pa = a.target<void (*)()>()) return *pa == *b.target<void (*)()>();
+  return true;
+}
+
+// A thread-kind pool with hooks (get_thread_pool(name, options) and friends).
+template <class Pool>
+PoolBase& get_pool_with_hooks(PoolKind kind, std::string_view name,
+                              std::optional<std::size_t> size, const WorkerHook& on_start,
+                              const WorkerHook& on_stop) {
+  return get_pool(
+      kind, name, size,
+      [&](std::string n, std::size_t workers) -> std::unique_ptr<PoolBase> {
+        if constexpr (std::is_same_v<Pool, detail::SerialPool>) {
+          return std::make_unique<Pool>(std::move(n), on_start, on_stop);
+        } else {
+          return std::make_unique<Pool>(std::move(n), workers, on_start, on_stop);
+        }
+      },
+      [&](PoolBase& existing) {
+        auto& pool = static_cast<Pool&>(existing);
+        return same_hook(pool.on_start(), on_start) && same_hook(pool.on_stop(), on_stop);
+      });
+}
+
+// on_start/on_stop are the initializer/finalizer under their common names:
+// one spelling is kept (initializer), so that either compares equal.
+MultiprocessOptions normalized(std::string_view name, const MultiprocessOptions& o) {
+  MultiprocessOptions n = o;
+  if ((o.on_start && o.initializer && o.on_start != o.initializer) ||
+      (o.on_stop && o.finalizer && o.on_stop != o.finalizer))
+    throw Error(fmt::format("multiprocess pool '{}': on_start/on_stop are other names for "
+                            "initializer/finalizer; give one of each pair, not two functions",
+                            name));
+  if (o.on_start) n.initializer = o.on_start;
+  if (o.on_stop) n.finalizer = o.on_stop;
+  n.on_start = n.on_stop = nullptr;
+  return n;
+}
+
+}  // namespace
+
+PoolBase& get_thread_pool(std::string_view name, const ThreadPoolOptions& options) {
+  return get_pool_with_hooks<detail::ThreadPool>(PoolKind::thread, name, options.threads,
+                                                 options.on_start, options.on_stop);
+}
+
+PoolBase& get_process_pool(std::string_view name, const ProcessPoolOptions& options) {
+  return get_pool_with_hooks<detail::ProcessPool>(PoolKind::process, name, options.max_running,
+                                                  options.on_start, options.on_stop);
+}
+
+PoolBase& get_serial_pool(std::string_view name, const SerialPoolOptions& options) {
+  return get_pool_with_hooks<detail::SerialPool>(PoolKind::serial, name, std::nullopt,
+                                                 options.on_start, options.on_stop);
+}
+
+PoolBase& get_multiprocess_pool(std::string_view name, const MultiprocessOptions& given) {
+  const MultiprocessOptions options = normalized(name, given);
   return get_pool(PoolKind::multiprocess, name, options.workers,
                   [&](std::string n, std::size_t size) -> std::unique_ptr<PoolBase> {
                     return std::make_unique<detail::MultiprocessPool>(std::move(n), size, options);
@@ -229,6 +296,29 @@ std::vector<PoolBase*> registered_pools() {
   for (auto& [name, pool] : r.pools) out.push_back(pool);
   return out;
 }
+
+// Unregisters every pool (their names are free again) and returns them.
+std::vector<PoolBase*> unregister_all() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  std::vector<PoolBase*> pools;
+  for (auto& [name, pool] : r.pools) pools.push_back(pool);
+  r.pools.clear();
+  for (auto& g : r.globals) g.store(nullptr, std::memory_order_release);
+  return pools;
+}
+
+// Shuts p down; a failure is reported, never thrown.
+void shut_down_reporting(PoolBase* p, ShutdownMode mode) noexcept {
+  try {
+    p->shutdown(mode);
+  } catch (const std::exception& e) {
+    detail::write_line(fmt::format("shutting down {} pool '{}'{} failed: {}", to_string(p->kind()),
+                                   p->name(), mode == ShutdownMode::now ? " at once" : "",
+                                   e.what()));
+  } catch (...) {
+  }
+}
 }  // namespace
 
 void wait_on_all_pools() noexcept {
@@ -251,23 +341,37 @@ void wait_on_all_pools() noexcept {
 
 void close_pools() noexcept {
   wait_on_all_pools();
+  for (PoolBase* p : unregister_all()) shut_down_reporting(p, ShutdownMode::wait);
+}
+
+void release_stage_pools() noexcept {
+  detail::diag("release_stage_pools: closing the thread-kind pools, keeping the others warm");
+  wait_on_all_pools();
   std::vector<PoolBase*> pools;
-  {
-    Registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    for (auto& [name, pool] : r.pools) pools.push_back(pool);
-    r.pools.clear();
-    for (auto& g : r.globals) g.store(nullptr, std::memory_order_release);
+  try {
+    pools = registered_pools();
+  } catch (...) {
+    return;
   }
+  for (PoolBase* p : pools)
+    if (is_thread_kind(p->kind())) shut_down_reporting(p, ShutdownMode::wait);
+}
+
+void close_pools_now() noexcept {
+  const std::vector<PoolBase*> pools = unregister_all();
+  detail::diag("close_pools_now: {} pools", pools.size());
+  auto close = [](PoolBase* p) noexcept { shut_down_reporting(p, ShutdownMode::now); };
+  // Concurrently: a pool waiting for a task on a thread must not keep another
+  // pool's commands and worker processes alive meanwhile.
+  std::vector<std::thread> closers;
   for (PoolBase* p : pools) {
     try {
-      p->shutdown();
-    } catch (const std::exception& e) {
-      detail::write_line(fmt::format("shutting down {} pool '{}' failed: {}", to_string(p->kind()),
-                                     p->name(), e.what()));
+      closers.emplace_back(close, p);
     } catch (...) {
+      close(p);  // no thread to spare: close it here
     }
   }
+  for (std::thread& t : closers) t.join();
 }
 
 void init(int& argc, char**& argv) {

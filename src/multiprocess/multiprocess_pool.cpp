@@ -104,6 +104,7 @@ struct MultiprocessPool::Loop {
   std::vector<Unit> incoming;
   std::atomic<bool> sleeping{false};
   std::atomic<bool> stopping{false};
+  std::atomic<bool> closing_now{false};  // shutdown_now: cancel, kill the workers
 
   // The state below belongs to whoever holds state_mutex: the I/O thread,
   // except while it sleeps in epoll_wait, when a submitter may take it to
@@ -120,6 +121,8 @@ struct MultiprocessPool::Loop {
   std::vector<std::pair<Unit, std::string>> held;  // calls of stopped workers, and why
   int start_failures = 0;       // workers in a row that died before they were ready
   bool respawn_blocked = false;  // after too many: until new work comes
+  std::size_t first_ready = 0;   // workers that said hello (for PoolState::running)
+  bool workers_killed = false;   // by close_now
 
   explicit Loop(MultiprocessPool& p) : pool(p) {}
 
@@ -567,6 +570,7 @@ struct MultiprocessPool::Loop {
       std::string h, exe;
       decode(f.payload, "a hello", pid, h, exe);
       w.host = h;
+      if (!w.ready && ++first_ready == pool.size_) pool.set_state(PoolState::running);
       w.ready = true;
       start_failures = 0;
       return true;
@@ -634,6 +638,7 @@ struct MultiprocessPool::Loop {
       diag("multiprocess pool '{}': worker {} lost: {}", pool.name(), w.pid, describe_exit(exit));
       std::string how = describe_exit(exit);
       if (!w.last_words.empty()) how += " (" + w.last_words + ")";
+      if (workers_killed) how += " (the pool was closed at once)";
       if (!w.in_flight.empty() && w.ready) {
         Unit& head = w.in_flight.front();
         // A call still partly unwritten cannot have started.
@@ -662,6 +667,7 @@ struct MultiprocessPool::Loop {
       if (!w.ready && ++start_failures >= max_start_failures) {
         start_failures = 0;
         respawn_blocked = true;
+        pool.set_state(PoolState::running);  // done starting: its tasks fail
         fail_pending(std::make_exception_ptr(WorkerLost(
             fmt::format("multiprocess pool '{}' cannot run tasks: {} workers in a row died "
                         "before they were ready; the last: {}",
@@ -760,6 +766,47 @@ struct MultiprocessPool::Loop {
     return sleep_ms;
   }
 
+  // shutdown_now: the queued calls are cancelled, and the workers killed
+  // (SIGTERM, which their engines relay to their commands; SIGKILL after the
+  // grace): the call each was running fails with WorkerLost, and the calls
+  // queued behind it come back here and are cancelled in their turn.
+  void close_now() {
+    take_incoming();
+    for (Unit& u : pending) cancel_unit(u);
+    pending.clear();
+    if (workers_killed) return;
+    workers_killed = true;
+    const auto deadline = Clock::now() + terminate_grace;
+    for (Worker& w : workers) {
+      w.retiring = true;  // never picked again
+      w.stop_sent = true;
+      w.stop_deadline = deadline;  // then SIGKILL (check_workers)
+      if (w.pid > 0) ::kill(w.pid, SIGTERM);
+    }
+  }
+
+  void cancel_unit(Unit& u) {
+    auto one = [&](TaskState* t, RemoteCall* c) {
+      if (!u.claimed) {
+        pool.cancel_at_close(t);
+        drop_cancelled(t, c);  // by us or by its owner
+        return;
+      }
+      // Claimed for a worker that was lost before it ran it.
+      pool.note_at_close(t, false);
+      settle(t, c, false, {},
+             std::make_exception_ptr(Cancelled(fmt::format(
+                 "task '{}' (id {}) was cancelled before it started: multiprocess pool '{}' was "
+                 "closed at once",
+                 task_name(t), t->id, pool.name()))));
+    };
+    if (u.batch.empty()) {
+      one(u.task, u.call);
+    } else {
+      for (auto& s : u.batch) one(s.task, s.call);
+    }
+  }
+
   bool finished() {
     if (!stopping.load()) return false;
     std::lock_guard lock(incoming_mutex);
@@ -771,6 +818,7 @@ struct MultiprocessPool::Loop {
     std::unique_lock state(state_mutex);
     for (;;) {
       take_incoming();
+      if (closing_now.load()) close_now();
       if (respawn_blocked && !pending.empty()) retry_workers();
       dispatch();
       for (auto it = workers.begin(); it != workers.end();) {
@@ -941,6 +989,7 @@ void MultiprocessPool::wait_completion() noexcept {
 void MultiprocessPool::shutdown() {
   std::call_once(shutdown_once_, [&] {
     diag("multiprocess pool '{}': shutting down", name());
+    set_state(PoolState::draining);
     wait_completion();
     stop_accepting();
     wait_completion();
@@ -949,7 +998,18 @@ void MultiprocessPool::shutdown() {
     if (io_thread_.joinable()) io_thread_.join();
     report_unobserved_failures(true);
     unregister_pool(this);
+    set_state(PoolState::stopped);
   });
+}
+
+void MultiprocessPool::shutdown_now() {
+  stop_accepting();
+  set_state(PoolState::draining);
+  loop_->closing_now.store(true);
+  loop_->stopping.store(true);
+  loop_->poke();
+  shutdown();
+  report_cancelled_at_close();
 }
 
 }  // namespace pools::detail

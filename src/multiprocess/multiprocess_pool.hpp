@@ -30,6 +30,7 @@ public:
   void shutdown() override;
 
 protected:
+  void shutdown_now() override;
   void submit(TaskState* s) override;
   void submit_remote(TaskState* s, RemoteCall* call) override;
   void submit_remote_batch(const std::vector<RemoteSubmission>& calls,

@@ -431,6 +431,10 @@ struct ProcessEngine::Impl {
   bool terminating = false;
   bool termination_acknowledged = false;
   bool pumping = false;
+  // After cancel_all: commands are cancelled instead of run, and noted.
+  void (*cancel_note)(TaskState*, bool, void*) = nullptr;
+  void* cancel_note_arg = nullptr;
+  void cancel_queued(ProcessNode* n, bool claim) noexcept;
 
   // Engine thread only.
   std::deque<std::pair<ProcessNode*, bool>> queue;  // node, claim
@@ -763,6 +767,11 @@ void ProcessEngine::Impl::pump() {
   pumping = false;
 }
 
+void ProcessEngine::Impl::cancel_queued(ProcessNode* n, bool claim) noexcept {
+  // pump() drops it unrun (not_started) when its turn comes.
+  if (cancel_note && claim && cancel(n)) cancel_note(n, false, cancel_note_arg);
+}
+
 void ProcessEngine::Impl::terminate_all() noexcept {
   terminating = true;
   diag("engine '{}': termination signal; stopping {} commands", name, running.size());
@@ -834,6 +843,7 @@ void ProcessEngine::start(ProcessNode* n, bool claim) noexcept {
   impl_->size.fetch_add(1, std::memory_order_acq_rel);
   try {
     asio::post(impl_->io, [impl = impl_.get(), n, claim] {
+      impl->cancel_queued(n, claim);
       impl->queue.emplace_back(n, claim);
       impl->pump();
     });
@@ -853,6 +863,25 @@ void ProcessEngine::interrupt(ProcessNode* n) noexcept {
     });
   } catch (...) {
     release(n);
+  }
+}
+
+void ProcessEngine::cancel_all(void (*note)(TaskState*, bool, void*), void* arg) noexcept {
+  try {
+    asio::post(impl_->io, [impl = impl_.get(), note, arg] {
+      impl->cancel_note = note;
+      impl->cancel_note_arg = arg;
+      for (auto& [n, claim] : impl->queue) impl->cancel_queued(n, claim);
+      for (auto& [n, job] : impl->running) {
+        // As cancel() of a running command: no retry, and it fails with
+        // pools::Cancelled saying its process group was terminated.
+        if (n->interrupt_requested.exchange(true, std::memory_order_seq_cst)) continue;
+        note(n, true, arg);
+        job->terminate();
+      }
+    });
+  } catch (...) {
+    // Out of memory: the commands finish instead.
   }
 }
 

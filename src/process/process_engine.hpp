@@ -11,6 +11,7 @@
 namespace pools::detail {
 
 struct ProcessNode;
+struct TaskState;
 
 class ProcessEngine {
 public:
@@ -31,6 +32,13 @@ public:
 
   /// cancel() of a running command: terminate its process group.
   void interrupt(ProcessNode* n) noexcept;
+
+  /// The fast close (close_pools_now): every command queued now or started
+  /// later is cancelled when its turn comes (with `claim`; then note(n, false)
+  /// is called on the engine thread), and every running one is interrupted
+  /// (note(n, true)): its process group gets SIGTERM, SIGKILL after its
+  /// kill_grace. Never throws.
+  void cancel_all(void (*note)(TaskState* n, bool was_running, void* arg), void* arg) noexcept;
 
   /// Commands queued or running. Non-blocking.
   std::size_t size() const noexcept;

@@ -8,8 +8,26 @@
 
 namespace pools::detail {
 
-ProcessPool::ProcessPool(std::string name, std::size_t max_running)
-    : PoolBase(name, PoolKind::process), max_running_(max_running), engine_(name, max_running) {}
+ProcessPool::ProcessPool(std::string name, std::size_t max_running, WorkerHook on_start,
+                         WorkerHook on_stop)
+    : PoolBase(name, PoolKind::process),
+      max_running_(max_running),
+      engine_(name, max_running),
+      on_start_(std::move(on_start)),
+      on_stop_(std::move(on_stop)) {
+  // The hooks belong to the function threads: start them now, so that the
+  // pool is `starting` until they ran on_start (see state()).
+  if (on_start_ || on_stop_) functions();
+  set_state(PoolState::running);
+}
+
+PoolState ProcessPool::state() const noexcept {
+  const PoolState own = PoolBase::state();
+  const ThreadPool* f = functions_if_made();
+  if (own == PoolState::running && f && f->state() == PoolState::starting)
+    return PoolState::starting;
+  return own;
+}
 
 ProcessPool::~ProcessPool() = default;
 
@@ -22,7 +40,8 @@ ThreadPool& ProcessPool::functions() {
   std::lock_guard lock(functions_mutex_);
   if (!functions_owner_) {
     // Not registered: it belongs to this pool and closes with it.
-    functions_owner_ = std::make_unique<ThreadPool>(name() + " (functions)", max_running_);
+    functions_owner_ =
+        std::make_unique<ThreadPool>(name() + " (functions)", max_running_, on_start_, on_stop_);
     functions_owner_->report_events_to(*this);  // observers see this pool's tasks
     functions_.store(functions_owner_.get(), std::memory_order_release);
   }
@@ -105,6 +124,7 @@ void ProcessPool::wait_completion() noexcept {
 void ProcessPool::shutdown() {
   std::call_once(shutdown_once_, [&] {
     diag("process pool '{}': shutting down", name());
+    set_state(PoolState::draining);
     wait_completion();
     stop_accepting();
     wait_completion();
@@ -112,7 +132,22 @@ void ProcessPool::shutdown() {
     engine_.stop();
     report_unobserved_failures(true);
     unregister_pool(this);
+    set_state(PoolState::stopped);
   });
+}
+
+void ProcessPool::shutdown_now() {
+  stop_accepting();
+  set_state(PoolState::draining);
+  engine_.cancel_all(
+      [](TaskState* n, bool was_running, void* self) noexcept {
+        static_cast<ProcessPool*>(self)->note_at_close(n, was_running);
+      },
+      this);
+  // Commands die while the function threads finish their running tasks.
+  if (ThreadPool* f = functions_if_made()) f->shutdown_now();
+  shutdown();
+  report_cancelled_at_close();
 }
 
 }  // namespace pools::detail

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include <pools/lifecycle.hpp>
 #include <pools/pool_base.hpp>
 
 #include "process/process_engine.hpp"
@@ -20,7 +21,13 @@ class ThreadPool;
 
 class ProcessPool final : public PoolBase {
 public:
-  ProcessPool(std::string name, std::size_t max_running);
+  /// With hooks, the threads for functions start now and run them
+  /// (ProcessPoolOptions); without, they start at the first add_task.
+  ProcessPool(std::string name, std::size_t max_running, WorkerHook on_start = {},
+              WorkerHook on_stop = {});
+  const WorkerHook& on_start() const noexcept { return on_start_; }
+  const WorkerHook& on_stop() const noexcept { return on_stop_; }
+  PoolState state() const noexcept override;
   ~ProcessPool() override;
 
   std::size_t num_workers() const noexcept override { return max_running_; }
@@ -30,6 +37,7 @@ public:
   void shutdown() override;
 
 protected:
+  void shutdown_now() override;
   void submit(TaskState* s) override;
   void submit_process(TaskState* s) override;
 
@@ -48,6 +56,7 @@ private:
   std::atomic<ThreadPool*> functions_{nullptr};
   std::unique_ptr<ThreadPool> functions_owner_;
   std::once_flag shutdown_once_;
+  WorkerHook on_start_, on_stop_;
 };
 
 }  // namespace pools::detail

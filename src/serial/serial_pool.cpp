@@ -29,7 +29,25 @@ std::size_t depth_in(const SerialPool* pool) noexcept {
 
 }  // namespace
 
-SerialPool::SerialPool(std::string name) : PoolBase(std::move(name), PoolKind::serial) {}
+SerialPool::SerialPool(std::string name, WorkerHook on_start, WorkerHook on_stop)
+    : PoolBase(std::move(name), PoolKind::serial),
+      on_start_(std::move(on_start)),
+      on_stop_(std::move(on_stop)) {
+  if (!on_start_) {
+    started_.store(true, std::memory_order_relaxed);
+    set_state(PoolState::running);
+  }
+}
+
+void SerialPool::start_once() noexcept {
+  // A thread adding a task meanwhile waits here: no task runs before on_start.
+  std::call_once(start_flag_, [&]() noexcept {
+    start_error_ = run_worker_hook(on_start_, "on_start", 0);
+    if (start_error_) write_line(describe_exception(start_error_));
+    started_.store(true, std::memory_order_release);
+    set_state(PoolState::running);
+  });
+}
 
 std::size_t SerialPool::num_active_tasks() const noexcept {
   return running_.load(std::memory_order_acquire);
@@ -42,6 +60,12 @@ void SerialPool::submit(TaskState* s) {
   if (!accepting()) {
     running_.fetch_sub(1, std::memory_order_seq_cst);
     refuse(s);
+  }
+  if (!started_.load(std::memory_order_acquire)) [[unlikely]] start_once();
+  if (start_error_) [[unlikely]] {
+    fail_unstarted(s, start_error_);
+    running_.fetch_sub(1, std::memory_order_seq_cst);
+    return;
   }
   const Frame frame{this, innermost};
   innermost = &frame;
@@ -65,11 +89,17 @@ void SerialPool::wait_completion() noexcept {
 
 void SerialPool::shutdown() {
   if (!stop_accepting()) return;
+  set_state(PoolState::draining);
   unregister_pool(this);
   wait_completion();
+  if (started_.load(std::memory_order_acquire) && !start_error_) {
+    if (std::exception_ptr e = run_worker_hook(on_stop_, "on_stop", 0))
+      write_line(describe_exception(e));
+  }
   report_unobserved_failures(true);
   diag("shut down serial pool '{}': {} tasks run, {} failed", name(),
        completed_.load(std::memory_order_relaxed), failures_seen());
+  set_state(PoolState::stopped);
 }
 
 }  // namespace pools::detail

@@ -97,8 +97,11 @@ bool ThreadPool::Context::help_until_final(TaskState* s, std::int64_t deadline_n
   }
 }
 
-ThreadPool::ThreadPool(std::string name, std::size_t num_threads)
-    : PoolBase(std::move(name), PoolKind::thread) {
+ThreadPool::ThreadPool(std::string name, std::size_t num_threads, WorkerHook on_start,
+                       WorkerHook on_stop)
+    : PoolBase(std::move(name), PoolKind::thread),
+      on_start_(std::move(on_start)),
+      on_stop_(std::move(on_stop)) {
   workers_.reserve(num_threads);
   for (std::size_t i = 0; i < num_threads; ++i) {
     auto w = std::make_unique<Worker>();
@@ -114,6 +117,8 @@ ThreadPool::ThreadPool(std::string name, std::size_t num_threads)
   } catch (const std::exception& e) {
     stop_.store(true);
     notifier_.notify_all();
+    all_started_.store(1);  // the started ones must not wait for the others' on_start
+    all_started_.notify_all();
     for (std::size_t i = 0; i < started; ++i) workers_[i]->thread.join();
     throw Error(fmt::format("thread pool '{}': could not start thread {} of {}: {}", this->name(),
                             started + 1, num_threads, e.what()));
@@ -215,10 +220,42 @@ TaskState* ThreadPool::find_work(Worker* self) noexcept {
 
 void ThreadPool::run_task(Worker* w, TaskState* s) noexcept {
   Context* ctx = this_thread_context;
-  ++ctx->depth;
-  execute(s, {WorkerKind::thread, static_cast<std::int64_t>(w->index)});
-  --ctx->depth;
+  if (divert_.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    divert(s);
+  } else {
+    ++ctx->depth;
+    execute(s, {WorkerKind::thread, static_cast<std::int64_t>(w->index)});
+    --ctx->depth;
+  }
   count_one(w->completed);
+}
+
+void ThreadPool::divert(TaskState* s) noexcept {
+  if (divert_.load(std::memory_order_acquire) & divert_broken) return fail_unstarted(s, start_error_);
+  cancel_at_close(s);
+  execute(s);  // drops it unrun when it was cancelled (by us or by its owner)
+}
+
+// Runs on_start on the worker's thread; no worker takes a task before every
+// worker's on_start returned, so that a failure stops the pool before any task
+// ran (the tasks then fail, see divert).
+void ThreadPool::start_worker(Worker* w, std::exception_ptr& start_error) noexcept {
+  start_error = run_worker_hook(on_start_, "on_start", w->index);
+  if (start_error) {
+    write_line(describe_exception(start_error));
+    std::lock_guard lock(start_error_mutex_);
+    if (!start_error_) {
+      start_error_ = start_error;
+      divert_.fetch_or(divert_broken, std::memory_order_seq_cst);
+    }
+  }
+  if (started_.fetch_add(1, std::memory_order_acq_rel) + 1 == workers_.size()) {
+    set_state(PoolState::running);
+    all_started_.store(1, std::memory_order_release);
+    all_started_.notify_all();
+  } else if (on_start_) {
+    all_started_.wait(0, std::memory_order_acquire);
+  }
 }
 
 void ThreadPool::signal_if_idle() noexcept {
@@ -242,6 +279,8 @@ void ThreadPool::worker_main(Worker* w) noexcept {
     std::string title = fmt::format("pools:{}", name()).substr(0, 11) + fmt::format("/{}", w->index);
     pthread_setname_np(pthread_self(), title.substr(0, 15).c_str());
   }
+  std::exception_ptr start_error;
+  start_worker(w, start_error);
   for (;;) {
     if (TaskState* s = find_work(w)) {
       run_task(w, s);
@@ -273,6 +312,10 @@ void ThreadPool::worker_main(Worker* w) noexcept {
   }
   current_helper() = nullptr;
   this_thread_context = nullptr;
+  if (!start_error) {
+    if (std::exception_ptr e = run_worker_hook(on_stop_, "on_stop", w->index))
+      write_line(describe_exception(e));
+  }
 }
 
 void ThreadPool::wait_idle_from_worker() noexcept {
@@ -325,6 +368,7 @@ void ThreadPool::shutdown() {
       }
     return;
   }
+  set_state(PoolState::draining);
   unregister_pool(this);
   wait_completion();
   stop_workers();
@@ -333,7 +377,16 @@ void ThreadPool::shutdown() {
   report_unobserved_failures(true);
   diag("shut down thread pool '{}': {} threads, {} tasks run, {} failed", name(), workers_.size(),
        completed, failures_seen());
+  set_state(PoolState::stopped);
   stopped_.store(true, std::memory_order_release);
+}
+
+void ThreadPool::shutdown_now() {
+  // Set before shutdown stops accepting: whoever sees the pool draining sees
+  // this too, so a queued task is cancelled, never run.
+  divert_.fetch_or(divert_cancel, std::memory_order_seq_cst);
+  shutdown();
+  report_cancelled_at_close();
 }
 
 }  // namespace pools::detail

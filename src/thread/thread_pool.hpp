@@ -7,11 +7,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <boost/thread/thread.hpp>
 
+#include <pools/lifecycle.hpp>
 #include <pools/pool_base.hpp>
 
 #include "core/helping.hpp"
@@ -22,8 +24,11 @@ namespace pools::detail {
 
 class ThreadPool final : public PoolBase {
 public:
-  /// Starts num_threads workers. Throws pools::Error when a thread cannot start.
-  ThreadPool(std::string name, std::size_t num_threads);
+  /// Starts num_threads workers; each runs on_start before its first task and
+  /// on_stop as it exits (see ThreadPoolOptions). Throws pools::Error when a
+  /// thread cannot start.
+  ThreadPool(std::string name, std::size_t num_threads, WorkerHook on_start = {},
+             WorkerHook on_stop = {});
   ~ThreadPool() override;
 
   std::size_t num_workers() const noexcept override { return workers_.size(); }
@@ -31,6 +36,10 @@ public:
   std::size_t tasks_on_calling_thread() const noexcept override;
   void wait_completion() noexcept override;
   void shutdown() override;
+  /// Cancels the queued tasks instead of running them, then shuts down.
+  void shutdown_now() override;
+  const WorkerHook& on_start() const noexcept { return on_start_; }
+  const WorkerHook& on_stop() const noexcept { return on_stop_; }
 
   struct Context;  // the thread-local identity of a worker (also its Helper)
 
@@ -61,6 +70,8 @@ private:
   bool is_own_thread() const noexcept;
   void wait_idle_from_worker() noexcept;
   void stop_workers() noexcept;
+  void start_worker(Worker* w, std::exception_ptr& start_error) noexcept;
+  void divert(TaskState* s) noexcept;
 
   std::vector<std::unique_ptr<Worker>> workers_;
   Notifier notifier_;
@@ -71,6 +82,17 @@ private:
   std::atomic<std::uint32_t> idle_waiters_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> stopped_{false};
+  // Lifecycle (docs/lifecycle-and-errors.md): the hooks, how many workers ran
+  // on_start, and what run_task does instead of running a task: fail it (an
+  // on_start failed) or cancel it (shutdown_now). Read once per task, relaxed:
+  // it is written at most twice in the pool's life.
+  static constexpr std::uint8_t divert_broken = 1, divert_cancel = 2;
+  WorkerHook on_start_, on_stop_;
+  std::atomic<std::size_t> started_{0};
+  std::atomic<std::uint32_t> all_started_{0};
+  std::mutex start_error_mutex_;
+  std::exception_ptr start_error_;  // the first on_start failure; set before divert_broken
+  std::atomic<std::uint8_t> divert_{0};
 };
 
 }  // namespace pools::detail
