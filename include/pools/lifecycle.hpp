@@ -85,7 +85,7 @@ void release_stage_pools() noexcept;
 /// pool's shutdown(ShutdownMode::now). Queued tasks are cancelled (their wait
 /// throws pools::Cancelled; each pool lists them in one line on stderr),
 /// running commands are terminated (SIGTERM to their process group, SIGKILL
-/// after their kill_grace: their wait throws pools::ProcessError), worker
+/// after their kill_grace: their wait throws pools::Cancelled), worker
 /// processes are killed (the task each was running fails with
 /// pools::WorkerLost; their on_stop does not run). Threads cannot be killed:
 /// a task running on a thread is waited for. The pools are closed

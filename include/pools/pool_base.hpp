@@ -191,11 +191,11 @@ public:
   /// shutdown(ShutdownMode::wait) is shutdown(). shutdown(ShutdownMode::now)
   /// closes the pool without finishing its work: queued tasks are cancelled
   /// (their wait throws pools::Cancelled, and one line on stderr lists them),
-  /// running commands are terminated and worker processes killed (their tasks
-  /// fail with pools::ProcessError / pools::WorkerLost); a task running on a
-  /// thread cannot be stopped and is waited for. Blocks until the pool is
-  /// stopped. Called while a graceful shutdown runs, it hurries it along
-  /// where the kind can. Thread-safe.
+  /// running commands are terminated (their wait throws pools::Cancelled) and
+  /// worker processes killed (the task each ran fails with pools::WorkerLost);
+  /// a task running on a thread cannot be stopped and is waited for. Blocks
+  /// until the pool is stopped. Called while a graceful shutdown runs, it
+  /// hurries it along where the kind can. Thread-safe.
   void shutdown(ShutdownMode mode) {
     if (mode == ShutdownMode::now) return shutdown_now();
     shutdown();
