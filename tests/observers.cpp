@@ -10,7 +10,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -472,4 +474,73 @@ TEST_CASE("observers: the summary counts outcomes and keeps the slowest tasks an
   const std::string text = summary->text();
   CHECK(pools_test::contains(text, "9 tasks: 6 succeeded, 1 failed, 1 cancelled, 1 skipped"));
   CHECK(pools_test::contains(text, "first error: std::runtime_error: negative input"));
+}
+
+// ---- as_completed -------------------------------------------------------------------
+
+TEST_CASE("as_completed: hands out each task once, in the order they finish",
+          "[as_completed][thread]") {
+  auto& pool = pools::get_thread_pool("ac.order", 3);
+  Gate ga, gb, gc;
+  auto a = pool.add_task("a", [w = ga.waiter()] { w.wait(); return 1; });
+  auto b = pool.add_task("b", [w = gb.waiter()] { w.wait(); return 2; });
+  auto c = pool.add_task("c", [w = gc.waiter()] { w.wait(); throw std::runtime_error("c failed"); return 3; });
+  std::vector<pools::Task<int>> tasks{a, b, c};
+  auto order = pools::as_completed(tasks);
+  CHECK(order.size() == 3);
+  gb.open();  // begin() blocks until the first task finished
+  auto it = order.begin();
+  REQUIRE_FALSE(it == order.end());
+  CHECK(it->name() == "b");
+  CHECK(it->wait_return() == 2);
+  gc.open();
+  ++it;
+  CHECK(it->name() == "c");
+  CHECK_THROWS_WITH(it->wait(), "c failed");
+  ga.open();
+  ++it;
+  CHECK((*it).name() == "a");
+  ++it;
+  CHECK(it == order.end());
+}
+
+TEST_CASE("as_completed: tasks finished already come first, in the range's order",
+          "[as_completed][serial]") {
+  auto& pool = pools::get_serial_pool("ac.done");
+  std::vector<pools::Task<int>> tasks;
+  for (int i = 0; i < 5; ++i) tasks.push_back(pool.add_task("t" + std::to_string(i), square, i));
+  std::vector<int> seen;
+  for (const auto& t : pools::as_completed(tasks)) seen.push_back(t.wait_return());
+  CHECK(seen == std::vector<int>{0, 1, 4, 9, 16});
+  std::vector<pools::Task<int>> none;
+  for ([[maybe_unused]] const auto& t : pools::as_completed(none)) FAIL("an empty range yields nothing");
+}
+
+TEST_CASE("as_completed: inside a task it runs the pool's queued work (no deadlock on one thread)",
+          "[as_completed][thread]") {
+  auto& pool = pools::get_thread_pool("ac.nested", 1);
+  auto outer = pool.add_task("outer", [&pool] {
+    std::vector<pools::Task<int>> inner;
+    for (int i = 0; i < 20; ++i) inner.push_back(pool.add_task("inner", square, i));
+    int sum = 0;
+    std::size_t n = 0;
+    for (const auto& t : pools::as_completed(inner)) sum += t.wait_return(), ++n;
+    return n == inner.size() ? sum : -1;
+  });
+  CHECK(outer.wait_return() == 2470);
+}
+
+TEST_CASE("as_completed: many tasks on several threads, each handed out exactly once",
+          "[as_completed][thread]") {
+  auto& pool = pools::get_thread_pool("ac.many", 2);
+  std::vector<pools::Task<int>> tasks;
+  for (int i = 0; i < 2000; ++i) tasks.push_back(pool.add_task("t", square, i));
+  std::vector<int> count(2000, 0);
+  for (const auto& t : pools::as_completed(tasks)) {
+    const int v = t.wait_return();
+    const int root = static_cast<int>(std::lround(std::sqrt(static_cast<double>(v))));
+    REQUIRE(root * root == v);
+    ++count[static_cast<std::size_t>(root)];
+  }
+  CHECK(std::all_of(count.begin(), count.end(), [](int c) { return c == 1; }));
 }

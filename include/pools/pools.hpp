@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pools/cluster.hpp>
+#include <pools/as_completed.hpp>
 #include <pools/dependencies.hpp>
 #include <pools/errors.hpp>
 #include <pools/groups.hpp>
