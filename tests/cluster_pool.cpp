@@ -180,3 +180,17 @@ TEST_CASE("cluster: the ranks hand tasks to worker_pid in parallel with chunks",
   CHECK_FALSE(pids.empty());
   CHECK(pids.count(static_cast<int>(::getpid())) == 0);
 }
+
+namespace {
+std::string reverse_text(std::string s) { return std::string(s.rbegin(), s.rend()); }
+}  // namespace
+
+TEST_CASE("cluster: 8 MB each way, several at once", "[cluster]") {
+  auto& pool = pools::global_cluster_pool();
+  std::string big(8 << 20, 'a');
+  for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i / 4096 % 26);
+  std::vector<pools::Task<std::string>> tasks;
+  for (int i = 0; i < 3; ++i) tasks.push_back(pool.add_task("reverse", reverse_text, big));
+  const std::string expected(big.rbegin(), big.rend());
+  for (auto& t : tasks) CHECK(t.wait_return() == expected);
+}

@@ -25,7 +25,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <numeric>
+#include <sstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -56,6 +59,25 @@ Options opt;
 long add_one(long x) { return x + 1; }
 
 // ---- the jobs (under mpirun) ---------------------------------------------------
+
+// User plus system CPU time of these processes (on this host), from /proc.
+double cpu_seconds(const std::vector<int>& pids) {
+  double total = 0;
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string f;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {
+      if (i == 14) utime = std::stoull(f);
+      if (i == 15) stime = std::stoull(f);
+    }
+    total += double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
 
 int job_pools() {
   auto& pool = pools::global_cluster_pool();
@@ -88,7 +110,16 @@ int job_pools() {
     for (auto& t : chunked) sum += t.wait_return();
   }) / static_cast<double>(n);
   if (sum != n * (n + 1) / 2) fail("pools add_tasks: wrong sum");
-  std::printf("per_task_us=%.3f rt_us=%.3f bulk_us=%.3f\n", per_task * 1e6, rt * 1e6, bulk * 1e6);
+
+  // What idle worker ranks cost: their CPU time over a second with no work.
+  std::vector<int> workers;
+  for (const auto& node : pools::cluster_nodes())
+    if (node.rank > 0) workers.push_back(node.pid);
+  const double before = cpu_seconds(workers);
+  const double idle_s = time_s([] { std::this_thread::sleep_for(std::chrono::seconds(1)); });
+  const double idle_cpu = (cpu_seconds(workers) - before) / idle_s / workers.size() * 100;
+  std::printf("per_task_us=%.3f rt_us=%.3f bulk_us=%.3f idle_cpu_pct=%.2f\n", per_task * 1e6,
+              rt * 1e6, bulk * 1e6, idle_cpu);
   return 0;
 }
 
@@ -159,7 +190,7 @@ std::vector<std::string> mpirun(std::vector<std::string> program) {
 }
 
 struct Sample {
-  double per_task_us = 0, rt_us = 0, bulk_us = 0;
+  double per_task_us = 0, rt_us = 0, bulk_us = 0, idle_cpu_pct = 0;
 };
 
 Sample run_job(const std::string& who, std::vector<std::string> program) {
@@ -168,6 +199,7 @@ Sample run_job(const std::string& who, std::vector<std::string> program) {
   s.per_task_us = number_field(who, out, "per_task_us");
   s.rt_us = number_field(who, out, "rt_us");
   if (!field(out, "bulk_us").empty()) s.bulk_us = number_field(who, out, "bulk_us");
+  if (!field(out, "idle_cpu_pct").empty()) s.idle_cpu_pct = number_field(who, out, "idle_cpu_pct");
   if (who == "mpi4py.futures" && field(out, "python").size())
     std::printf("  (python %s, mpi4py %s)\n", field(out, "python").c_str(),
                 field(out, "mpi4py").c_str());
@@ -193,7 +225,8 @@ int driver() {
   std::printf("load before: %s\n", load_average().c_str());
   if (!py) std::printf("  (mpi4py.futures not found with %s: skipped)\n", opt.python.c_str());
   const std::string self = self_exe();
-  std::vector<double> pools_task, pools_rt, pools_bulk, farm_task, farm_rt, py_task, py_rt;
+  std::vector<double> pools_task, pools_rt, pools_bulk, pools_idle, farm_task, farm_rt, py_task,
+      py_rt;
   for (int r = 0; r < opt.rounds; ++r) {
     for (int k = 0; k < 3; ++k) {
       switch ((r + k) % 3) {
@@ -203,6 +236,7 @@ int driver() {
           pools_task.push_back(s.per_task_us);
           pools_rt.push_back(s.rt_us);
           pools_bulk.push_back(s.bulk_us);
+          pools_idle.push_back(s.idle_cpu_pct);
           break;
         }
         case 1: {
@@ -236,6 +270,7 @@ int driver() {
   std::printf("  pools add_task     %8.2f us/task   round trip %6.1f us\n", pt, prt);
   std::printf("  pools add_tasks    %8.2f us/task   (default chunking; information)\n",
               median(pools_bulk));
+  std::printf("  pools idle worker ranks: %.2f%% of a core each (information)\n", median(pools_idle));
   std::printf("  hand-written farm  %8.2f us/task   round trip %6.1f us\n", ft, median(farm_rt));
   if (py)
     std::printf("  mpi4py.futures     %8.2f us/task   round trip %6.1f us\n", median(py_task),
