@@ -461,3 +461,28 @@ TEST_CASE("groups: observers see every task of a group queued and finished once"
   REQUIRE(counter->finished[pools::TaskOutcome::cancelled] == 1);
   REQUIRE(counter->finished[pools::TaskOutcome::skipped] == 1);
 }
+
+TEST_CASE("groups: cancel_waiting cancels the tasks that wait for their turn, not the running ones",
+          "[groups][thread]") {
+  auto& pool = pools::get_thread_pool("groups.cancel_waiting", 2);
+  pools::Groups groups(pool);
+  Gate gate;
+  auto running = groups.add_task("g", "running", [w = gate.waiter()] {
+    w.wait();
+    return 1;
+  });
+  auto waiting1 = groups.add_task("g", "waiting1", [] { return 2; });
+  auto waiting2 = groups.add_task("g", "waiting2", [] { return 3; });
+  REQUIRE(groups.cancel_waiting() == 2);
+  REQUIRE_THROWS_AS(waiting1.wait(), pools::Cancelled);
+  REQUIRE_THROWS_AS(waiting2.wait(), pools::Cancelled);
+  REQUIRE_FALSE(running.iscompleted());
+  gate.open();
+  REQUIRE(running.wait_return() == 1);
+  // The group goes on with tasks added later.
+  REQUIRE(groups.add_task("g", "later", [] { return 4; }).wait_return() == 4);
+  groups.wait();
+  auto r = groups.report();
+  REQUIRE((r.succeeded == 2 && r.cancelled == 2 && r.added == 4));
+  REQUIRE(r.groups[0].cancelled_tasks == std::vector<std::string>{"waiting1", "waiting2"});
+}

@@ -161,6 +161,11 @@ public:
                        std::move(options));
   }
 
+  /// Cancels every task that waits for its group's turn (tasks already handed
+  /// to the pool are left alone): their wait() throws pools::Cancelled.
+  /// Returns how many. Groups stay usable. Does not block (beyond the lock).
+  std::size_t cancel_waiting() noexcept;
+
   /// Blocks until every task added so far finished (ran, failed, was skipped
   /// or cancelled), also those added meanwhile. Does not throw. On a thread of
   /// the pool it runs queued tasks meanwhile, as wait() does.

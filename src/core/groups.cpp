@@ -401,6 +401,42 @@ void Groups::enqueue(std::string&& group, const HeldTask& held) {
   detail::submit_all(pool_, to_submit);
 }
 
+std::size_t Groups::cancel_waiting() noexcept {
+  std::vector<HeldTask> to_cancel;
+  {
+    std::lock_guard lock(state_->mutex);
+    std::size_t n = 0;
+    for (const detail::Group* g : state_->order) n += g->held.size();
+    try {
+      to_cancel.reserve(n);
+    } catch (...) {
+      return 0;
+    }
+    for (detail::Group* g : state_->order) {
+      // Taken out of the queue as for a skip, so that no hand-over can race
+      // with the cancel and start one of them.
+      for (GroupEntry* e : g->held) {
+        to_cancel.push_back(e->held);
+        e->state = detail::EntryState::skipping;
+        ++g->skipping;
+      }
+      g->held.clear();
+    }
+  }
+  for (const HeldTask& h : to_cancel) {
+    detail::TaskState* s = h.task;
+    if (!detail::try_start(s)) {
+      detail::drop_cancelled(pool_, s);  // cancel() came first
+      continue;
+    }
+    if (detail::hooks_active()) [[unlikely]] detail::observe_unstarted(pool_, s, nullptr);
+    s->ops->discard(s);
+    detail::complete(s, detail::TaskStatus::cancelled);
+    detail::release(s);
+  }
+  return to_cancel.size();
+}
+
 ProcessTask Groups::add_process(std::string group, std::string name, std::string command,
                                 ProcessOptions options) {
   return add_process(std::move(group), std::move(name),
