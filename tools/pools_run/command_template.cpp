@@ -114,6 +114,16 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
 }
 
 std::string CommandTemplate::render(const std::vector<std::string>& args, std::uint64_t seq) const {
+  return render_parts(args, seq, true);
+}
+
+std::string CommandTemplate::render_value(const std::vector<std::string>& args,
+                                          std::uint64_t seq) const {
+  return render_parts(args, seq, false);
+}
+
+std::string CommandTemplate::render_parts(const std::vector<std::string>& args, std::uint64_t seq,
+                                          bool quote_values) const {
   auto joined = [&](Transform t, bool quote) {
     std::string out;
     for (std::size_t i = 0; i < args.size(); ++i) {
@@ -130,13 +140,16 @@ std::string CommandTemplate::render(const std::vector<std::string>& args, std::u
     switch (p.kind) {
       case Part::literal: out += p.text; break;
       case Part::job_number: out += std::to_string(seq); break;
-      case Part::all_args: out += joined(p.transform, true); break;
+      case Part::all_args: out += joined(p.transform, quote_values); break;
       case Part::one_column:
-        if (p.column <= args.size()) out += shell_quote(apply_transform(p.transform, args[p.column - 1]));
+        if (p.column <= args.size()) {
+          auto v = apply_transform(p.transform, args[p.column - 1]);
+          out += quote_values ? shell_quote(v) : v;
+        }
         break;
     }
   }
-  if (!has_replacements_ && !args.empty()) out += ' ' + joined(Transform::none, true);
+  if (quote_values && !has_replacements_ && !args.empty()) out += ' ' + joined(Transform::none, true);
   return out;
 }
 

@@ -41,11 +41,17 @@ public:
   /// A template without replacement strings gets the quoted arguments appended.
   std::string render(const std::vector<std::string>& args, std::uint64_t seq) const;
 
+  /// The template as a plain value, not a command (--group): substituted
+  /// values are not quoted and nothing is appended.
+  std::string render_value(const std::vector<std::string>& args, std::uint64_t seq) const;
+
   bool empty() const noexcept { return text_.empty(); }
   bool has_replacements() const noexcept { return has_replacements_; }
   const std::string& text() const noexcept { return text_; }
 
 private:
+  std::string render_parts(const std::vector<std::string>& args, std::uint64_t seq, bool quote) const;
+
   struct Part {
     enum Kind { literal, all_args, one_column, job_number } kind = literal;
     std::string text;      // literal

@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 
+#include "command_template.hpp"
+
 namespace pools_run {
 
 namespace {
@@ -42,12 +44,35 @@ std::chrono::nanoseconds parse_seconds(const std::string& opt, const std::string
   return std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9));
 }
 
+// Whether `word` is a --group template (it has a replacement string), as
+// opposed to the next word after GNU parallel's --group flag.
+bool is_group_template(const std::string& word) {
+  if (word.find('{') == std::string::npos) return false;
+  try {
+    return CommandTemplate(word).has_replacements();
+  } catch (const TemplateError&) {
+    return false;
+  }
+}
+
+std::string parse_group(const std::string& v) {
+  try {
+    if (!CommandTemplate(v).has_replacements())
+      throw UsageError("--group needs a template with a replacement string such as {1} or {/}, "
+                       "not '" + v + "'");
+  } catch (const TemplateError& e) {
+    throw UsageError(std::string("--group: ") + e.what());
+  }
+  return v;
+}
+
 }  // namespace
 
 Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   Options o;
   o.jobs = std::max<std::size_t>(cores, 1);
 
+  std::string group_option;  // a --group-* option given (they need --group)
   // Options that take a value, and what to do with it.
   using Setter = std::function<void(const std::string&)>;
   const std::map<std::string, Setter> with_value = {
@@ -76,6 +101,11 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
        }},
       {"-a", [&](const std::string& v) { o.sources.push_back({SourceSpec::Kind::file, {v}}); }},
       {"--colsep", [&](const std::string& v) { o.colsep = v; }},
+      {"--group-limit", [&](const std::string& v) {
+         o.group_limit = parse_count("--group-limit", v, 1000000);
+         if (o.group_limit == 0) throw UsageError("--group-limit needs at least 1");
+         group_option = "--group-limit";
+       }},
   };
   const std::map<std::string, std::string> aliases = {
       {"--jobs", "-j"}, {"-P", "-j"}, {"--max-procs", "-j"}, {"--halt-on-error", "--halt"},
@@ -88,7 +118,7 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
       {"--transmit", &o.transmit},  {"--worker", &o.worker},   {"--process", &o.process}};
   bool ignored = false;
   const std::map<std::string, bool*> accepted_and_ignored = {
-      {"--will-cite", &ignored}, {"--no-notice", &ignored}, {"--group", &ignored}};
+      {"--will-cite", &ignored}, {"--no-notice", &ignored}};
 
   std::size_t i = 0;
   for (; i < args.size(); ++i) {
@@ -100,6 +130,21 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
     if (a.size() < 2 || a[0] != '-' || a == ":::" || a == "::::") break;  // the command starts
     if (a == "--no-summary") {
       o.summary = false;
+      continue;
+    }
+    if (a == "--group-keep-going") {
+      o.group_keep_going = true;
+      group_option = a;
+      continue;
+    }
+    if (a == "--group") {
+      // GNU parallel's --group (grouped output, its default) takes no value:
+      // the next word is a group template only when it has a replacement string.
+      if (i + 1 < args.size() && is_group_template(args[i + 1])) o.group = parse_group(args[++i]);
+      continue;
+    }
+    if (a.rfind("--group=", 0) == 0) {
+      o.group = parse_group(a.substr(8));
       continue;
     }
     std::optional<std::string> value;
@@ -153,6 +198,10 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   }
   if (int(o.transmit) + int(o.worker) + int(o.process) > 1)
     throw UsageError("--transmit, --worker and --process are three stages: give at most one");
+  if (!group_option.empty() && o.group.empty())
+    throw UsageError(group_option + " needs --group TEMPLATE");
+  if (!o.group.empty() && (o.transmit || o.worker || o.process))
+    throw UsageError("--group does not work with job streams (--transmit, --worker, --process) yet");
   if (o.resume && o.resume_failed) o.resume = false;  // --resume-failed includes --resume
   if ((o.resume || o.resume_failed) && o.joblog.empty())
     throw UsageError(std::string(o.resume_failed ? "--resume-failed" : "--resume") +
@@ -197,6 +246,13 @@ Options:
   --bar              progress bar with ETA on stderr (plain progress lines when stderr
                      is not a terminal)
   --no-summary       no summary line at the end
+  --group TEMPLATE   failure-domain groups: the template names each job's group
+                     (e.g. {2} with --colsep); a group runs its jobs one at a time
+                     in input order, groups run side by side, and after a failed
+                     job the rest of its group is skipped (counted as failed in
+                     the exit status, Exitval -1 in the joblog)
+  --group-limit K    run up to K jobs of a group at once (default 1)
+  --group-keep-going run the rest of a group after a failed job
   --transmit         write the jobs as a job stream to stdout instead of running them
   --worker           run the job stream read from stdin; write the results to stdout
   --process          read a result stream from stdin: output, joblog, summary, exit

@@ -47,6 +47,11 @@ struct Options {
   // stream of jobs, or report a stream of results. At most one is set.
   bool transmit = false, worker = false, process = false;
   bool jobs_given = false;  // -j was on the command line (--transmit passes it on)
+  // Failure-domain groups (docs/pools-run.md, "Failure-domain groups"): each
+  // job's group is `group` rendered with its arguments; empty: no groups.
+  std::string group;
+  std::size_t group_limit = 1;  // --group-limit K: jobs of one group at once
+  bool group_keep_going = false;
 };
 
 /// Parses argv (without argv[0]). `cores` resolves -j defaults, N% and +N/-N.

@@ -10,6 +10,7 @@
 #include <functional>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -177,6 +178,15 @@ struct Report::Impl {
       : opts(o), to_run(to_run), progress(o.bar, to_run, stderr), printer(o, progress), joblog(o) {}
 
   void finish(Finished job) {
+    if (job.skipped) {
+      // Not a failure of its own (--halt does not count it), but not a
+      // success: the exit status counts it. Logged with Exitval -1, as a job
+      // that never ran; see docs/pools-run.md.
+      ++group_skipped;
+      joblog.write(job);
+      printer.pass(job.seq);
+      return;
+    }
     bool ok = job.succeeded();
     ok ? ++succeeded : ++failed;
     progress.clear();
@@ -210,13 +220,15 @@ struct Report::Impl {
   void print_summary(std::chrono::steady_clock::duration wall) {
     double secs = std::chrono::duration<double>(wall).count();
     auto ran = succeeded + failed - lost + killed;
-    std::string skip_text = fmt::format("{} skipped", skipped + not_started);
-    if (skipped && not_started)
-      skip_text += fmt::format(" ({} done in the joblog, {} not started after --halt)", skipped, not_started);
-    else if (skipped)
-      skip_text += " (done in the joblog)";
-    else if (not_started)
-      skip_text += " (not started after --halt)";
+    std::string skip_text = fmt::format("{} skipped", skipped + group_skipped + not_started);
+    std::vector<std::pair<std::uint64_t, const char*>> why;
+    if (skipped) why.emplace_back(skipped, "done in the joblog");
+    if (group_skipped) why.emplace_back(group_skipped, "after a failed job of their --group");
+    if (not_started) why.emplace_back(not_started, "not started after --halt");
+    if (why.size() == 1) skip_text += fmt::format(" ({})", why[0].second);
+    for (std::size_t k = 0; why.size() > 1 && k < why.size(); ++k)
+      skip_text += fmt::format("{}{} {}{}", k ? ", " : " (", why[k].first, why[k].second,
+                               k + 1 == why.size() ? ")" : "");
     std::string killed_text = killed ? fmt::format(", {} killed by --halt now", killed) : "";
     std::string lost_text = lost ? fmt::format(" ({} of them lost: no result came back)", lost) : "";
     progress.clear();
@@ -232,6 +244,7 @@ struct Report::Impl {
   Joblog joblog;
   std::function<void(HaltPolicy::When)> on_halt;
   std::uint64_t succeeded = 0, failed = 0, skipped = 0, not_started = 0, killed = 0, lost = 0;
+  std::uint64_t group_skipped = 0;
   bool halting = false;
   std::optional<int> halting_exit;
   bool results_warned = false;
@@ -250,13 +263,18 @@ void Report::killed(std::uint64_t seq) {
   impl_->printer.pass(seq);
 }
 void Report::not_started(std::uint64_t n) { impl_->not_started += n; }
+void Report::not_started_job(std::uint64_t seq) {
+  ++impl_->not_started;
+  impl_->printer.pass(seq);
+}
 void Report::lost(std::uint64_t n) {
   impl_->lost += n;
   impl_->failed += n;
 }
 bool Report::halting() const noexcept { return impl_->halting; }
 void Report::update(std::uint64_t running) {
-  impl_->progress.update(impl_->succeeded + impl_->failed, impl_->failed, running);
+  impl_->progress.update(impl_->succeeded + impl_->failed + impl_->group_skipped, impl_->failed,
+                         running);
 }
 int Report::end(std::chrono::steady_clock::duration wall) {
   auto& i = *impl_;
@@ -264,7 +282,8 @@ int Report::end(std::chrono::steady_clock::duration wall) {
   update(0);
   i.progress.finish();
   if (i.opts.summary) i.print_summary(wall);
-  Outcome o{i.succeeded, i.failed, i.to_run, i.halting, i.halting_exit};
+  // Jobs their --group skipped did not succeed: the exit status counts them.
+  Outcome o{i.succeeded, i.failed + i.group_skipped, i.to_run, i.halting, i.halting_exit};
   return exit_status(i.opts.halt, o);
 }
 
@@ -288,6 +307,14 @@ public:
       : opts_(o), jobs_(jobs), tmpl_(tmpl), done_(done), pool_(pool), report_(o, count_to_run()) {
     slots_ = std::max<std::size_t>(1, std::min<std::size_t>(pool->num_workers(), o.jobs ? o.jobs : 4096));
     report_.on_halt([this](HaltPolicy::When when) { halt(when); });
+    if (!o.group.empty()) {
+      group_template_.emplace(o.group);
+      groups_ = std::make_unique<pools::Groups>(
+          *pool, pools::GroupOptions{.limit = o.group_limit, .keep_going = o.group_keep_going});
+      // Jobs whose group is busy wait in it; looking this far ahead for jobs
+      // of free groups keeps the slots busy without handing out every job.
+      window_ = std::max<std::size_t>(slots_ + 1024, 4 * slots_);
+    }
   }
 
   int run() {
@@ -295,9 +322,9 @@ public:
     if (jobs_.size() == 0) say("no jobs to run: the input is empty");
     std::uint64_t index = 0;
     while (true) {
-      while (!report_.halting() && tasks_.size() < slots_ && index < jobs_.size()) start(++index);
+      while (!report_.halting() && has_room() && index < jobs_.size()) start(++index);
       if (tasks_.empty()) break;
-      report_.update(tasks_.size());
+      report_.update(running());
       auto i = pools::wait_any(tasks_);
       auto task = std::move(tasks_[i]);
       auto job = std::move(running_[i]);
@@ -313,6 +340,27 @@ public:
   }
 
 private:
+  // With --group, slots_ bounds the jobs handed to the pool (a job whose group
+  // is busy waits in its group and takes no slot), window_ all jobs out.
+  bool has_room() const {
+    if (!groups_) return tasks_.size() < slots_;
+    return groups_->in_pool() < slots_ && tasks_.size() < window_;
+  }
+  std::size_t running() const { return groups_ ? groups_->in_pool() : tasks_.size(); }
+
+  pools::ProcessTask add_job(const Finished& job) {
+    auto name = "job " + std::to_string(job.seq);
+    auto options = job_process_options(opts_.timeout, opts_.retries, job.seq);
+    if (!groups_) return pool_->add_process(std::move(name), job.command, std::move(options));
+    // A failed job must fail its task for the group to see it; result()
+    // still gives the exit status either way.
+    options.check = true;
+    auto group = group_template_->render_value(job.args, job.seq);
+    // A job whose template gives an empty name belongs to no group: alone in one.
+    if (group.empty()) group = fmt::format("\x01job {}", job.seq);
+    return groups_->add_process(std::move(group), std::move(name), job.command, std::move(options));
+  }
+
   std::uint64_t count_to_run() const {
     if (done_.seen.empty()) return jobs_.size();
     std::uint64_t n = 0;
@@ -332,8 +380,7 @@ private:
     job.problem = command_problem(job.command);
     if (job.problem.empty()) {
       try {
-        tasks_.push_back(pool_->add_process("job " + std::to_string(seq), job.command,
-                                            job_process_options(opts_.timeout, opts_.retries, seq)));
+        tasks_.push_back(add_job(job));
         running_.push_back(std::move(job));
         return;
       } catch (const std::exception& e) {
@@ -347,6 +394,13 @@ private:
     try {
       job.result = task.result();
       job.ran = true;
+    } catch (const pools::Skipped& e) {
+      job.skipped = true;  // an earlier job of its --group failed
+      job.problem = e.what();
+    } catch (const pools::Cancelled& e) {
+      // --halt cancelled it while it waited for its group's turn.
+      if (groups_ && report_.halting()) return report_.not_started_job(job.seq);
+      job.problem = e.what();
     } catch (const std::exception& e) {
       job.problem = e.what();
     }
@@ -355,22 +409,37 @@ private:
 
   // --halt's condition was met: start no more jobs (soon), or kill the running ones (now).
   void halt(HaltPolicy::When when) {
+    // Jobs waiting for their group's turn never start; they are collected as
+    // not started.
+    if (groups_) groups_->cancel_waiting();
     if (when == HaltPolicy::When::soon) {
-      if (!tasks_.empty()) say(fmt::format("Starting no more jobs. Waiting for {} jobs to finish.", tasks_.size()));
+      if (running()) say(fmt::format("Starting no more jobs. Waiting for {} jobs to finish.", running()));
       return;
     }
-    if (!tasks_.empty())
-      say(fmt::format("Killing {} running jobs (--halt now,{}).", tasks_.size(), opts_.halt.why_name()));
+    if (running())
+      say(fmt::format("Killing {} running jobs (--halt now,{}).", running(), opts_.halt.why_name()));
     for (auto& t : tasks_) t.cancel();
     for (std::size_t i = 0; i < tasks_.size(); ++i) {
+      bool started = true;
       try {
         tasks_[i].wait();  // observes the cancellation, so the pool does not report it
       } catch (const std::exception&) {
+        // A job its group held back never ran: it has no result.
+        if (groups_) started = ran(tasks_[i]);
       }
-      report_.killed(running_[i].seq);
+      started ? report_.killed(running_[i].seq) : report_.not_started_job(running_[i].seq);
     }
     tasks_.clear();
     running_.clear();
+  }
+
+  static bool ran(const pools::ProcessTask& t) {
+    try {
+      (void)t.result();
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
   }
 
   const Options& opts_;
@@ -379,6 +448,9 @@ private:
   const JoblogState& done_;
   pools::PoolBase* pool_;
   Report report_;
+  std::optional<CommandTemplate> group_template_;  // --group
+  std::unique_ptr<pools::Groups> groups_;
+  std::size_t window_ = 0;
   std::size_t slots_ = 1;
   std::vector<pools::ProcessTask> tasks_;  // running, in step with running_
   std::vector<Finished> running_;

@@ -35,6 +35,7 @@ struct Finished {
   std::string problem;    // why it did not run
   pools::ProcessResult result;
   std::string host;       // where it ran, for the joblog; empty: this machine
+  bool skipped = false;   // never ran: an earlier job of its --group failed
   bool succeeded() const { return ran && result.succeeded(); }
 };
 
@@ -63,6 +64,8 @@ public:
   void killed(std::uint64_t seq);
   /// Jobs not started because --halt stopped the run.
   void not_started(std::uint64_t n);
+  /// One such job that had been handed out already (its group held it back).
+  void not_started_job(std::uint64_t seq);
   /// Jobs that were sent to a worker and have no result (--process): they count as failed.
   void lost(std::uint64_t n);
 

@@ -517,9 +517,73 @@ test_streams() {
   check_contains "streams: one stage at a time" "give at most one" "$(cat s.err)"
 }
 
+test_groups() {
+  # Each job takes its group's lock (mkdir is atomic): two jobs of one group at
+  # once would make one of them fail. Groups are interleaved in the input.
+  printf '%s\n' 'a1 A' 'b1 B' 'a2 A' 'c1 C' 'b2 B' 'a3 A' 'c2 C' 'b3 B' 'a4 A' >g.in
+  run -j 4 --colsep ' ' --group '{2}' 'mkdir {2}.lock || exit 9; echo {1} >>{2}.order; rmdir {2}.lock' :::: g.in
+  check "--group: every job succeeds (one per group at a time)" "0" "$rc"
+  check "--group: a group's jobs run in input order" "a1 a2 a3 a4|b1 b2 b3|c1 c2" \
+    "$(echo $(cat A.order))|$(echo $(cat B.order))|$(echo $(cat C.order))"
+
+  # Groups run side by side: a1 ends only once b1 ran, though a2 comes first.
+  printf '%s\n' 'a1 A' 'a2 A' 'b1 B' >p.in
+  run -j 2 --colsep ' ' --group '{2}' 'if [ {1} = a1 ]; then until [ -e b1.ran ]; do sleep 0.01; done; fi; touch {1}.ran' :::: p.in
+  check "--group: groups run in parallel; a busy group does not hold up the others" "0:a1.ran a2.ran b1.ran" "$rc:$(echo *.ran)"
+  rm -f ./*.ran
+
+  # --group-limit 2: the two jobs of the pair wait for each other.
+  run -j 2 --colsep ' ' --group '{2}' --group-limit 2 'touch {1}.up; until [ -e {3}.up ]; do sleep 0.01; done' ::: 'x1 P x2' 'x2 P x1'
+  check "--group-limit 2: two jobs of a group at once" "0" "$rc"
+
+  # A failure skips the rest of its group: not run, Exitval -1 in the joblog,
+  # counted in the summary and in the exit status; other groups go on.
+  printf '%s\n' 's1 S 0' 's2 S 5' 't1 T 0' 's3 S 0' 't2 T 0' 's4 S 0' >s.in
+  run_summary -j 2 --colsep ' ' --group '{2}' --joblog s.log 'touch {1}.ran; exit {3}' :::: s.in
+  check "--group: skipped jobs never run" "s1.ran s2.ran t1.ran t2.ran" "$(echo *.ran)"
+  check "--group: exit status counts failed and skipped jobs" "3" "$rc"
+  check_contains "--group: the summary counts the skipped jobs" \
+    "3 succeeded, 1 failed, 2 skipped (after a failed job of their --group)" "$err"
+  check "--group: skipped jobs in the joblog with Exitval -1" "2:5:0 4:-1:0 6:-1:0" \
+    "$(awk -F'\t' 'NR > 1 && $7 != 0 {print $1 ":" $7 ":" $8}' s.log | sort -n | paste -sd' ')"
+  rm -f ./*.ran
+  run_summary -j 2 --colsep ' ' --group '{2}' --joblog s.log --resume-failed 'touch {1}.ran; exit 0' :::: s.in
+  check "--group: --resume-failed runs the failed and the skipped jobs again" "0:s2.ran s3.ran s4.ran" "$rc:$(echo *.ran)"
+  rm -f ./*.ran
+
+  run_summary -j 2 --colsep ' ' --group '{2}' --group-keep-going 'touch {1}.ran; exit {3}' :::: s.in
+  check "--group-keep-going: every job runs; exit = failed jobs" "1:s1.ran s2.ran s3.ran s4.ran t1.ran t2.ran" "$rc:$(echo *.ran)"
+  rm -f ./*.ran
+
+  # --halt soon: jobs waiting for their group's turn are not started. The
+  # running job of group B ends only once the joblog has the failure (written
+  # after --halt took effect), so nothing of B is handed on before.
+  printf '%s\n' 'a1 A' 'b1 B' 'b2 B' 'b3 B' >h.in
+  run_summary -j 2 --colsep ' ' --group '{2}' --joblog h.log --halt soon,fail=1 \
+    'touch {1}.ran; if [ {1} = a1 ]; then until [ -e b1.ran ]; do sleep 0.01; done; exit 7; fi; until grep -q "a1.ran; if" h.log; do sleep 0.01; done' :::: h.in
+  check "--group --halt soon: waiting jobs of a group do not start" "7:a1.ran b1.ran" "$rc:$(echo *.ran)"
+  check_contains "--group --halt soon: they count as not started" "1 succeeded, 1 failed, 2 skipped (not started after --halt)" "$err"
+  rm -f ./*.ran
+
+  # Input errors.
+  run --group '{1}' --group-limit 0 echo ::: a
+  check_contains "--group-limit 0 is refused" "--group-limit needs at least 1" "$rc:$err"
+  run --group-keep-going echo ::: a
+  check_contains "--group-keep-going needs --group" "255:" "$rc:"
+  check_contains "--group-keep-going needs --group: says so" "--group-keep-going needs --group TEMPLATE" "$err"
+  run --group=rack echo ::: a
+  check_contains "--group without a replacement string is refused" "--group needs a template with a replacement string" "$err"
+  # GNU parallel's --group (grouped output) takes no value and is still accepted.
+  run --group echo ::: a
+  check "--group as GNU parallel's output flag" "0:a" "$rc:$out"
+  # A job whose group comes out empty belongs to no group.
+  run -k --colsep ' ' --group '{2}' 'echo {1}' ::: 'x' 'y G'
+  check "--group: an empty group name runs the job on its own" "0:x y" "$rc:$(echo $out)"
+}
+
 case "$group" in
-  all) for g in input output joblog halt errors signals pools streams; do "test_$g"; done ;;
-  input | output | joblog | halt | errors | signals | pools | streams) "test_$group" ;;
+  all) for g in input output joblog halt errors signals pools streams groups; do "test_$g"; done ;;
+  input | output | joblog | halt | errors | signals | pools | streams | groups) "test_$group" ;;
   *) echo "unknown group: $group" >&2; exit 2 ;;
 esac
 echo "$group: $checks checks, $fails failed"

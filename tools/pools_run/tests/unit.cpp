@@ -270,3 +270,30 @@ TEST_CASE("progress text") {
   CHECK(progress_line(10, 0, 0, 10, seconds(1), 0, false).find("ETA 0:00") != std::string::npos);
   CHECK(progress_line(5, 0, 2, 10, seconds(10), 20, true).size() <= 20);
 }
+
+TEST_CASE("options: --group TEMPLATE, --group-limit, --group-keep-going") {
+  auto o = parse({"--group", "{2}", "--group-limit", "3", "--group-keep-going", "echo", ":::", "a"});
+  CHECK(o.group == "{2}");
+  CHECK(o.group_limit == 3);
+  CHECK(o.group_keep_going);
+  CHECK(o.command == Args{"echo"});
+  CHECK(parse({"--group={1/}", "echo"}).group == "{1/}");
+  CHECK(parse({"echo"}).group_limit == 1);
+  // GNU parallel's --group (grouped output) takes no value: the next word is
+  // the command unless it has a replacement string.
+  o = parse({"--group", "echo", "{}"});
+  CHECK(o.group.empty());
+  CHECK(o.command == Args{"echo", "{}"});
+  for (Args bad : {Args{"--group", "{1}", "--group-limit", "0"}, Args{"--group-limit", "2", "echo"},
+                   Args{"--group-keep-going", "echo"}, Args{"--group=rack", "echo"},
+                   Args{"--group={1}'", "echo"}, Args{"--group", "{1}", "--transmit", "echo"}})
+    CHECK_THROWS_AS(parse(bad), UsageError);
+}
+
+TEST_CASE("render_value substitutes without quoting and appends nothing") {
+  CommandTemplate t("{2}/{1.}");
+  CHECK(t.render_value({"a b.txt", "dc 3"}, 1) == "dc 3/a b");
+  CHECK(t.render({"a b.txt", "dc 3"}, 1) == "'dc 3'/'a b'");
+  CHECK(CommandTemplate("{3}").render_value({"x"}, 1).empty());
+  CHECK(CommandTemplate("job{#}").render_value({"x"}, 7) == "job7");
+}
