@@ -19,10 +19,9 @@
 #include "core/diag.hpp"
 #include "core/registry_internal.hpp"
 #include "multiprocess/fork_server.hpp"
-#include "multiprocess/remote_process.hpp"
 #include "wire/frame.hpp"
 #include "wire/remote_call.hpp"
-#include "wire/reply.hpp"
+#include "wire/remote_pool.hpp"
 
 namespace pools::detail {
 
@@ -37,17 +36,11 @@ constexpr auto hello_limit = std::chrono::seconds(60);
 constexpr auto bye_limit = std::chrono::seconds(30);
 constexpr std::size_t message_limit = 1 << 20;  // a rank's calls per message, in bytes
 
-// One frame for a rank: a single call or a chunk of calls.
-struct Unit {
+// One frame for a rank, from one of the cluster pools.
+struct Unit : RemoteUnit {
   ClusterPool* pool = nullptr;
-  TaskState* task = nullptr;  // a single call...
-  RemoteCall* call = nullptr;
-  std::vector<RemoteSubmission> batch;  // ...or a chunk
-  bool claimed = false;  // moved to running (try_start) already
   bool abandoned = false;  // timed out: failed already; its reply is dropped
-  std::uint64_t seq = 0;
   Clock::time_point sent{};
-  std::size_t items() const noexcept { return batch.empty() ? 1 : batch.size(); }
 };
 
 // A worker rank, as rank 0 sees it.
@@ -106,6 +99,8 @@ public:
   std::vector<ClusterNode> nodes() const;
 
   void attach(ClusterPool* pool, std::size_t ranks);
+  /// shutdown_now: cancels the pool's calls not yet sent.
+  void cancel_pending(ClusterPool* pool, const std::string& why);
   void detach(ClusterPool* pool);
   void post(std::vector<Unit>&& units);
   static void poll_replies(void* self) noexcept;
@@ -127,20 +122,14 @@ private:
   void take_incoming();
   void dispatch();
   Peer* pick(PoolQueue& q);
-  bool claim(Unit& u);
-  void drop_cancelled(ClusterPool* pool, TaskState* t, RemoteCall* c);
   void send_unit(Peer& p, Unit&& u);
+  void announce(Peer& p);
   void flush_outboxes();
   void test_sends();
   bool receive_all();
   void receive(int source, int tag, int count);
   void handle_frame(Peer& p, const wire::Frame& f);
   void withdrawn(Peer& p, std::string_view ids);
-  void settle(Unit& u, TaskState* t, RemoteCall* c, bool ok, std::string_view result,
-              std::exception_ptr error);
-  void settle_reply(Unit& u, TaskState* t, RemoteCall* c, FrameKind kind, std::string_view bytes,
-                    const Peer& p);
-  void fail_unit(Unit& u, const std::exception_ptr& error);
   void check_peers();
   void lose(Peer& p, Clock::time_point now);
   bool idle() const;
@@ -240,6 +229,16 @@ void ClusterEngine::attach(ClusterPool* pool, std::size_t ranks) {
   queues_.push_back(PoolQueue{pool, {}, ranks});
 }
 
+void ClusterEngine::cancel_pending(ClusterPool* pool, const std::string& why) {
+  std::lock_guard lock(mpi_lock());
+  take_incoming();
+  for (PoolQueue& q : queues_) {
+    if (q.pool != pool) continue;
+    for (Unit& u : q.pending) pool->cancel_unit(u, why);
+    q.pending.clear();
+  }
+}
+
 void ClusterEngine::detach(ClusterPool* pool) {
   std::lock_guard lock(mpi_lock());
   std::erase_if(queues_, [&](const PoolQueue& q) { return q.pool == pool; });
@@ -290,7 +289,7 @@ void ClusterEngine::take_incoming() {
     auto q = std::find_if(queues_.begin(), queues_.end(),
                           [&](const PoolQueue& x) { return x.pool == u.pool; });
     if (q == queues_.end()) {  // cannot happen: a pool detaches after its last task
-      fail_unit(u, std::make_exception_ptr(Error("cluster pool is gone")));
+      u.pool->fail_unit(u, std::make_exception_ptr(Error("cluster pool is gone")));
       continue;
     }
     q->pending.push_back(std::move(u));
@@ -319,29 +318,6 @@ Peer* ClusterEngine::pick(PoolQueue& q) {
   return best;
 }
 
-bool ClusterEngine::claim(Unit& u) {
-  if (u.claimed) return true;
-  u.claimed = true;
-  if (u.batch.empty()) {
-    if (try_start(u.task)) return true;
-    drop_cancelled(u.pool, u.task, u.call);
-    return false;
-  }
-  std::erase_if(u.batch, [&](RemoteSubmission& s) {
-    if (try_start(s.task)) return false;
-    drop_cancelled(u.pool, s.task, s.call);
-    return true;
-  });
-  return !u.batch.empty();
-}
-
-void ClusterEngine::drop_cancelled(ClusterPool* pool, TaskState* t, RemoteCall* c) {
-  t->ops->discard(t);
-  if (c->dispose) c->dispose(c);
-  release(t);  // cancel() completed it
-  pool->count_out(1);
-}
-
 void ClusterEngine::dispatch() {
   for (PoolQueue& q : queues_) {
     while (!q.pending.empty()) {
@@ -354,7 +330,7 @@ void ClusterEngine::dispatch() {
         // Every rank of this pool is gone: nothing can run its calls.
         Unit u = std::move(q.pending.front());
         q.pending.pop_front();
-        fail_unit(u, std::make_exception_ptr(WorkerLost(
+        q.pool->fail_unit(u, std::make_exception_ptr(WorkerLost(
                          fmt::format("cluster pool '{}' has no worker rank left: all {} stopped "
                                      "answering",
                                      q.pool->name(), q.ranks),
@@ -363,7 +339,7 @@ void ClusterEngine::dispatch() {
       }
       Unit u = std::move(q.pending.front());
       q.pending.pop_front();
-      if (!claim(u)) continue;
+      if (!q.pool->claim(u)) continue;
       send_unit(*p, std::move(u));
     }
   }
@@ -372,26 +348,21 @@ void ClusterEngine::dispatch() {
 void ClusterEngine::send_unit(Peer& p, Unit&& u) {
   u.seq = next_seq_++;
   u.sent = Clock::now();
-  if (u.batch.empty()) {
-    wire::append_frame(p.outbox, FrameKind::call, u.seq, u.call->payload);
-  } else {
-    const std::size_t start = p.outbox.size();
-    p.outbox.resize(start + wire::header_size + 4);
-    put_u32(p.outbox.data() + start + wire::header_size, static_cast<std::uint32_t>(u.batch.size()));
-    for (auto& s : u.batch) {
-      char len[4];
-      put_u32(len, static_cast<std::uint32_t>(s.call->payload.size()));
-      p.outbox.append(len, 4);
-      p.outbox += s.call->payload;
-    }
-    const auto h = wire::encode_header({FrameKind::call_batch, 0, u.seq,
-                                        static_cast<std::uint32_t>(p.outbox.size() - start -
-                                                                   wire::header_size)});
-    std::memcpy(p.outbox.data() + start, h.data(), wire::header_size);
-  }
+  append_call_frame(p.outbox, u);
   if (p.calls == 0) p.head_since = u.sent;
   p.calls += u.items();
   p.in_flight.emplace(u.seq, std::move(u));
+  if (hooks_active()) [[unlikely]] announce(p);
+}
+
+// Observers: a rank runs its calls in the order sent, `threads` at a time;
+// those are reported started (not the ones queued behind them).
+void ClusterEngine::announce(Peer& p) {
+  std::size_t running = 0;
+  for (auto& [seq, u] : p.in_flight) {
+    if (running++ >= std::max(1u, p.node.threads)) break;
+    if (!u.abandoned) u.pool->announce(u, {WorkerKind::rank, p.node.rank});
+  }
 }
 
 void ClusterEngine::post_send(int to, int tag, std::string bytes) {
@@ -495,20 +466,9 @@ void ClusterEngine::handle_frame(Peer& p, const wire::Frame& f) {
       static_cast<double>(u.items());
   p.service_ns = p.service_ns <= 0 ? took : 0.8 * p.service_ns + 0.2 * took;
   p.head_since = now;
-  if (u.batch.empty()) {
-    if (kind == FrameKind::result_batch) throw wire::WireError("a batch reply to a single call");
-    settle_reply(u, u.task, u.call, kind, f.payload, p);
-    return;
-  }
-  if (kind != FrameKind::result_batch) throw wire::WireError("a single reply to a batch");
-  std::size_t i = 0;
-  for_each_reply_item(f.payload, [&](FrameKind k, std::string_view bytes) {
-    if (i >= u.batch.size()) throw wire::WireError("a batch reply with too many items");
-    settle_reply(u, u.batch[i].task, u.batch[i].call, k, bytes, p);
-    ++i;
-  });
-  const auto error = std::make_exception_ptr(Error("a batch reply with too few items"));
-  for (; i < u.batch.size(); ++i) settle(u, u.batch[i].task, u.batch[i].call, false, {}, error);
+  const std::string name = where(p);
+  u.pool->settle_frame(u, f, ReplySource{p.node.pid, p.node.host, p.node.rank, name});
+  if (hooks_active()) [[unlikely]] announce(p);
 }
 
 // The rank dropped these calls (not started) after a withdraw: they go first
@@ -527,55 +487,6 @@ void ClusterEngine::withdrawn(Peer& p, std::string_view ids) {
   }
 }
 
-void ClusterEngine::settle(Unit& u, TaskState* task, RemoteCall* call, bool ok,
-                           std::string_view result, std::exception_ptr error) {
-  if (ok) {
-    ok = call->settle(task, result, nullptr);
-  } else {
-    call->settle(task, {}, std::move(error));
-  }
-  std::string().swap(call->payload);
-  if (call->dispose) call->dispose(call);
-  u.pool->complete_task(task, ok);
-  u.pool->count_out(1);
-}
-
-void ClusterEngine::settle_reply(Unit& u, TaskState* task, RemoteCall* call, FrameKind kind,
-                                 std::string_view bytes, const Peer& p) {
-  try {
-    if (kind == FrameKind::result) return settle(u, task, call, true, bytes, nullptr);
-    if (kind == FrameKind::error) {
-      std::string type, what;
-      decode(bytes, "an error reply", type, what);
-      return settle(u, task, call, false, {},
-                    std::make_exception_ptr(
-                        RemoteError(type, what, p.node.pid, p.node.host, p.node.rank)));
-    }
-    std::string why;
-    decode(bytes, "a refusal", why);
-    settle(u, task, call, false, {},
-           std::make_exception_ptr(Error(
-               fmt::format("{} refused task '{}': {}", where(p), task_name(task), why))));
-  } catch (const std::exception& e) {
-    settle(u, task, call, false, {}, std::make_exception_ptr(Error(e.what())));
-  }
-}
-
-void ClusterEngine::fail_unit(Unit& u, const std::exception_ptr& error) {
-  auto fail_one = [&](TaskState* t, RemoteCall* c) {
-    if (!u.claimed && !try_start(t)) {
-      drop_cancelled(u.pool, t, c);
-      return;
-    }
-    settle(u, t, c, false, {}, error);
-  };
-  if (u.batch.empty()) {
-    fail_one(u.task, u.call);
-  } else {
-    for (auto& s : u.batch) fail_one(s.task, s.call);
-  }
-}
-
 // ---- faults and timeouts -------------------------------------------------------
 
 void ClusterEngine::lose(Peer& p, Clock::time_point now) {
@@ -586,10 +497,8 @@ void ClusterEngine::lose(Peer& p, Clock::time_point now) {
   diag("cluster pool: {} lost (silent for {} ms)", where(p), silent.count());
   for (auto& [seq, u] : p.in_flight) {
     if (u.abandoned) continue;
-    const std::string names = u.batch.empty()
-                                  ? fmt::format("task '{}'", task_name(u.task))
-                                  : fmt::format("a chunk of {} tasks", u.batch.size());
-    fail_unit(u, std::make_exception_ptr(WorkerLost(
+    const std::string names = u.describe();
+    u.pool->fail_unit(u, std::make_exception_ptr(WorkerLost(
                      fmt::format("worker {} of cluster pool '{}' was lost while it had {}: it sent "
                                  "nothing for {} ms (it died, or its node did)",
                                  where(p), u.pool->name(), names, silent.count()),
@@ -618,10 +527,8 @@ void ClusterEngine::check_peers() {
     if (limit.count() <= 0) continue;
     const auto since = std::max(oldest.sent, p.head_since);
     if (now - since < limit * static_cast<long>(oldest.items())) continue;
-    const std::string names = oldest.batch.empty()
-                                  ? fmt::format("task '{}'", task_name(oldest.task))
-                                  : fmt::format("a chunk of {} tasks", oldest.batch.size());
-    fail_unit(oldest, std::make_exception_ptr(WorkerLost(
+    const std::string names = oldest.describe();
+    oldest.pool->fail_unit(oldest, std::make_exception_ptr(WorkerLost(
                           fmt::format("{} ran longer than the timeout of {} ms on {} of cluster "
                                       "pool '{}'; the rank goes on running it and gets no new "
                                       "work until it returns",
@@ -705,103 +612,51 @@ void ClusterEngine::stop() noexcept {
 // ---- the pool ------------------------------------------------------------------
 
 ClusterPool::ClusterPool(std::string name, std::size_t workers, const ClusterOptions& options)
-    : PoolBase(std::move(name), PoolKind::cluster),
+    : RemotePool(std::move(name), PoolKind::cluster),
       size_(workers),
       options_(options),
       engine_(ClusterEngine::instance()) {
   engine_.attach(this, size_);
+  set_state(PoolState::running);  // the ranks said hello before the engine was made
 }
 
 ClusterPool::~ClusterPool() { engine_.detach(this); }
 
-std::size_t ClusterPool::num_active_tasks() const noexcept {
-  return active_.load(std::memory_order_acquire);
+void ClusterPool::post(std::vector<RemoteUnit>&& units) {
+  std::vector<Unit> us(units.size());
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    static_cast<RemoteUnit&>(us[i]) = std::move(units[i]);
+    us[i].pool = this;
+  }
+  engine_.post(std::move(us));
 }
 
-void ClusterPool::count_out(std::size_t n) noexcept {
-  if (active_.fetch_sub(n, std::memory_order_acq_rel) == n) {
-    std::lock_guard lock(idle_mutex_);
-    idle_cv_.notify_all();
-  }
-}
-
-void ClusterPool::submit(TaskState* s) { refuse(s); }
-
-void ClusterPool::submit_remote(TaskState* s, RemoteCall* call) {
-  active_.fetch_add(1, std::memory_order_seq_cst);
-  if (!accepting()) {
-    count_out(1);
-    if (call->dispose) call->dispose(call);
-    refuse(s);
-  }
+void ClusterPool::attach_poll(RemoteCall* call) noexcept {
   call->poll = &ClusterEngine::poll_replies;
   call->poll_arg = &engine_;
-  std::vector<Unit> one(1);
-  one[0].pool = this;
-  one[0].task = s;
-  one[0].call = call;
-  engine_.post(std::move(one));
-}
-
-void ClusterPool::submit_remote_batch(const std::vector<RemoteSubmission>& calls,
-                                      std::size_t chunk_size) {
-  if (calls.empty()) return;
-  active_.fetch_add(calls.size(), std::memory_order_seq_cst);
-  if (!accepting()) {
-    count_out(calls.size());
-    return PoolBase::submit_remote_batch(calls, chunk_size);  // refuses each
-  }
-  if (chunk_size == 0) chunk_size = 1;
-  std::vector<Unit> units;
-  units.reserve((calls.size() + chunk_size - 1) / chunk_size);
-  for (std::size_t i = 0; i < calls.size(); i += chunk_size) {
-    Unit& u = units.emplace_back();
-    u.pool = this;
-    const std::size_t end = std::min(calls.size(), i + chunk_size);
-    for (std::size_t k = i; k < end; ++k) {
-      calls[k].call->poll = &ClusterEngine::poll_replies;
-      calls[k].call->poll_arg = &engine_;
-    }
-    if (end - i == 1) {
-      u.task = calls[i].task;
-      u.call = calls[i].call;
-    } else {
-      u.batch.assign(calls.begin() + static_cast<long>(i), calls.begin() + static_cast<long>(end));
-    }
-  }
-  engine_.post(std::move(units));
-}
-
-void ClusterPool::submit_process(TaskState* s) {
-  RemoteCall* call;
-  try {
-    call = make_command_call(static_cast<ProcessNode*>(s));
-  } catch (...) {
-    s->ops->discard(s);
-    complete(s, TaskStatus::cancelled);
-    release(s);
-    throw;
-  }
-  submit_remote(s, call);
-}
-
-void ClusterPool::wait_completion() noexcept {
-  {
-    std::unique_lock lock(idle_mutex_);
-    idle_cv_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
-  }
-  report_unobserved_failures(false);
 }
 
 void ClusterPool::shutdown() {
   std::call_once(shutdown_once_, [&] {
     diag("cluster pool '{}': shutting down", name());
+    set_state(PoolState::draining);
     wait_completion();
     stop_accepting();
     wait_completion();
     report_unobserved_failures(true);
     unregister_pool(this);
+    set_state(PoolState::stopped);
   });
+}
+
+// The calls not yet sent are cancelled; those on the ranks cannot be stopped
+// (a rank cannot be killed without ending the job) and are waited for.
+void ClusterPool::shutdown_now() {
+  stop_accepting();
+  set_state(PoolState::draining);
+  engine_.cancel_pending(this, fmt::format("cluster pool '{}' was closed at once", name()));
+  shutdown();
+  report_cancelled_at_close();
 }
 
 // ---- the job -------------------------------------------------------------------

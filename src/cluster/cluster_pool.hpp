@@ -15,39 +15,31 @@
 #include <pools/cluster.hpp>
 #include <pools/pool_base.hpp>
 
+#include "wire/remote_pool.hpp"
+
 namespace pools::detail {
 
 class ClusterEngine;
 
-class ClusterPool final : public PoolBase {
+class ClusterPool final : public RemotePool {
 public:
   ClusterPool(std::string name, std::size_t workers, const ClusterOptions& options);
   ~ClusterPool() override;
 
   std::size_t num_workers() const noexcept override { return size_; }
   const ClusterOptions& options() const noexcept { return options_; }
-  std::size_t num_active_tasks() const noexcept override;
-  void wait_completion() noexcept override;
   void shutdown() override;
 
 protected:
-  void submit(TaskState* s) override;
-  void submit_remote(TaskState* s, RemoteCall* call) override;
-  void submit_remote_batch(const std::vector<RemoteSubmission>& calls,
-                           std::size_t chunk_size) override;
-  void submit_process(TaskState* s) override;
+  void shutdown_now() override;
+  void post(std::vector<RemoteUnit>&& units) override;
+  void attach_poll(RemoteCall* call) noexcept override;
 
 private:
-  friend class ClusterEngine;
-  void count_out(std::size_t n) noexcept;
-  void complete_task(TaskState* s, bool ok) noexcept { finish(s, ok); }
 
   std::size_t size_;
   ClusterOptions options_;
   ClusterEngine& engine_;
-  std::atomic<std::size_t> active_{0};
-  std::mutex idle_mutex_;
-  std::condition_variable idle_cv_;
   std::once_flag shutdown_once_;
 };
 

@@ -42,16 +42,10 @@ constexpr auto stop_grace = std::chrono::seconds(30);  // for finalizers, then S
 constexpr auto terminate_grace = std::chrono::seconds(5);
 char signal_marker;  // epoll data of the termination-signal pipe
 
-// One frame for a worker: a single call or a chunk of calls.
-struct Unit {
-  TaskState* task = nullptr;  // a single call...
-  RemoteCall* call = nullptr;
-  std::vector<RemoteSubmission> batch;  // ...or a chunk
-  bool claimed = false;          // moved to running (try_start) already
-  bool announced = false;        // its started events were delivered (observers)
-  std::uint64_t seq = 0;         // the frame's task id on the wire
-  std::uint64_t out_end = 0;     // the worker's output byte count once this frame is out
-  std::size_t items() const noexcept { return batch.empty() ? 1 : batch.size(); }
+// One frame for a worker, and how far the worker's output must get for it to
+// be out whole.
+struct Unit : RemoteUnit {
+  std::uint64_t out_end = 0;  // the worker's output byte count once this frame is out
 };
 
 struct OutChunk {
@@ -258,13 +252,6 @@ struct MultiprocessPool::Loop {
 
   // ---- submitting -----------------------------------------------------------
 
-  void post(Unit&& u) {
-    {
-      std::lock_guard lock(incoming_mutex);
-      incoming.push_back(std::move(u));
-    }
-    if (!send_directly()) poke();
-  }
   void post_all(std::vector<Unit>&& us) {
     {
       std::lock_guard lock(incoming_mutex);
@@ -298,70 +285,13 @@ struct MultiprocessPool::Loop {
 
   // ---- completing --------------------------------------------------------------
 
-  void settle(TaskState* task, RemoteCall* call, bool ok, std::string_view result,
-              std::exception_ptr error) {
-    if (ok) {
-      ok = call->settle(task, result, nullptr);
-    } else {
-      call->settle(task, {}, std::move(error));
-    }
-    std::string().swap(call->payload);  // an 8 MB argument need not live as long as the handle
-    if (call->dispose) call->dispose(call);
-    pool.complete_task(task, ok);
-    pool.count_out(1);
-  }
-
-  // One reply item for one call.
-  void settle_reply(TaskState* task, RemoteCall* call, FrameKind kind, std::string_view bytes,
-                    const Worker& w) {
-    try {
-      if (kind == FrameKind::result) return settle(task, call, true, bytes, nullptr);
-      if (kind == FrameKind::error) {
-        std::string type, what;
-        decode(bytes, "an error reply", type, what);
-        return settle(task, call, false, {},
-                      std::make_exception_ptr(RemoteError(type, what, w.pid, w.host)));
-      }
-      std::string why;
-      decode(bytes, "a refusal", why);
-      return settle(task, call, false, {},
-                    std::make_exception_ptr(Error(fmt::format(
-                        "worker process {} refused task '{}': {}", w.pid, task_name(task), why))));
-    } catch (const std::exception& e) {
-      settle(task, call, false, {}, std::make_exception_ptr(Error(e.what())));
-    }
-  }
-
-  void fail_unit(Unit& u, const std::exception_ptr& error) {
-    auto fail_one = [&](TaskState* t, RemoteCall* c) {
-      if (!u.claimed && !try_start(t)) {
-        drop_cancelled(t, c);
-        return;
-      }
-      settle(t, c, false, {}, error);
-    };
-    if (u.batch.empty()) {
-      fail_one(u.task, u.call);
-    } else {
-      for (auto& s : u.batch) fail_one(s.task, s.call);
-    }
-  }
-
-  void drop_cancelled(TaskState* t, RemoteCall* c) {
-    t->ops->discard(t);
-    if (c->dispose) c->dispose(c);
-    if (hooks_active()) [[unlikely]] pool.notify_dropped(t);
-    release(t);  // cancel() completed it
-    pool.count_out(1);
-  }
-
   void fail_pending(const std::string& why) {
     fail_pending(std::make_exception_ptr(
         Error(fmt::format("multiprocess pool '{}' cannot run tasks: {}", pool.name(), why))));
   }
   void fail_pending(const std::exception_ptr& error) {
     take_incoming();
-    for (Unit& u : pending) fail_unit(u, error);
+    for (Unit& u : pending) pool.fail_unit(u, error);
     pending.clear();
   }
 
@@ -391,23 +321,6 @@ struct MultiprocessPool::Loop {
     return best;
   }
 
-  // Claims a unit's calls (pending -> running). False when all were cancelled.
-  bool claim(Unit& u) {
-    if (u.claimed) return true;
-    u.claimed = true;
-    if (u.batch.empty()) {
-      if (try_start(u.task)) return true;
-      drop_cancelled(u.task, u.call);
-      return false;
-    }
-    std::erase_if(u.batch, [&](RemoteSubmission& s) {
-      if (try_start(s.task)) return false;
-      drop_cancelled(s.task, s.call);
-      return true;
-    });
-    return !u.batch.empty();
-  }
-
   void dispatch() {
     if (terminating) return;
     while (!pending.empty()) {
@@ -415,7 +328,7 @@ struct MultiprocessPool::Loop {
       if (!w) return;
       Unit u = std::move(pending.front());
       pending.pop_front();
-      if (!claim(u)) continue;
+      if (!pool.claim(u)) continue;
       send(*w, std::move(u));
     }
   }
@@ -440,18 +353,8 @@ struct MultiprocessPool::Loop {
       queue_bytes(w, std::string_view(h.data(), h.size()), false);
       queue_bytes(w, p, true);
     } else {
-      std::size_t size = 4;
-      for (auto& s : u.batch) size += 4 + s.call->payload.size();
-      std::string frame(wire::header_size + 4, '\0');
-      frame.reserve(wire::header_size + size);
-      put_u32(frame.data() + wire::header_size, static_cast<std::uint32_t>(u.batch.size()));
-      for (auto& s : u.batch) {
-        char len[4];
-        put_u32(len, static_cast<std::uint32_t>(s.call->payload.size()));
-        frame.append(len, 4);
-        frame += s.call->payload;
-      }
-      seal_frame(frame, FrameKind::call_batch, u.seq);
+      std::string frame;
+      append_call_frame(frame, u);
       queue_bytes(w, frame, false);
     }
     u.out_end = w.bytes_queued;
@@ -470,15 +373,8 @@ struct MultiprocessPool::Loop {
   // head of its queue is the one it runs; its tasks are reported started when
   // they get there (a chunk's tasks all at once), not when they were sent.
   void announce_head(Worker& w) {
-    if (w.in_flight.empty() || w.in_flight.front().announced) return;
-    Unit& u = w.in_flight.front();
-    u.announced = true;
-    const WorkerId id{WorkerKind::process, static_cast<std::int64_t>(w.pid)};
-    if (u.batch.empty()) {
-      pool.notify_started(u.task, id);
-    } else {
-      for (auto& s : u.batch) pool.notify_started(s.task, id);
-    }
+    if (!w.in_flight.empty())
+      pool.announce(w.in_flight.front(), {WorkerKind::process, static_cast<std::int64_t>(w.pid)});
   }
 
   void set_want_write(Worker& w, bool want) {
@@ -596,23 +492,7 @@ struct MultiprocessPool::Loop {
     w.head_since = now;
     if (hooks_active()) [[unlikely]] announce_head(w);
     w.replies += u.items();
-    if (u.batch.empty()) {
-      if (kind == FrameKind::result_batch) throw wire::WireError("a batch reply to a single call");
-      settle_reply(u.task, u.call, kind, f.payload, w);
-      return true;
-    }
-    if (kind != FrameKind::result_batch) throw wire::WireError("a single reply to a batch");
-    std::size_t i = 0;
-    for_each_reply_item(f.payload, [&](FrameKind k, std::string_view bytes) {
-      if (i >= u.batch.size()) throw wire::WireError("a batch reply with too many items");
-      settle_reply(u.batch[i].task, u.batch[i].call, k, bytes, w);
-      ++i;
-    });
-    if (i != u.batch.size()) {
-      // Unanswered calls of the chunk cannot be told apart from run ones.
-      const auto error = std::make_exception_ptr(Error("a batch reply with too few items"));
-      for (; i < u.batch.size(); ++i) settle(u.batch[i].task, u.batch[i].call, false, {}, error);
-    }
+    pool.settle_frame(u, f, ReplySource{w.pid, w.host, -1, fmt::format("worker process {}", w.pid)});
     return true;
   }
 
@@ -654,7 +534,7 @@ struct MultiprocessPool::Loop {
                   : fmt::format("worker process {} of multiprocess pool '{}' died while running "
                                 "{}: {}",
                                 w.pid, pool.name(), names, how);
-          fail_unit(head, std::make_exception_ptr(
+          pool.fail_unit(head, std::make_exception_ptr(
                               WorkerLost(what, w.pid, exit.signal, exit.exit_status, w.timed_out)));
           w.in_flight.pop_front();
         }
@@ -705,7 +585,7 @@ struct MultiprocessPool::Loop {
   void resume_after_termination() {
     terminating = acknowledged = false;
     for (auto& [u, why] : held)
-      fail_unit(u, std::make_exception_ptr(WorkerLost(why, 0, 0, -1)));
+      pool.fail_unit(u, std::make_exception_ptr(WorkerLost(why, 0, 0, -1)));
     held.clear();
     retry_workers();
   }
@@ -772,7 +652,8 @@ struct MultiprocessPool::Loop {
   // queued behind it come back here and are cancelled in their turn.
   void close_now() {
     take_incoming();
-    for (Unit& u : pending) cancel_unit(u);
+    const std::string why = fmt::format("multiprocess pool '{}' was closed at once", pool.name());
+    for (Unit& u : pending) pool.cancel_unit(u, why);
     pending.clear();
     if (workers_killed) return;
     workers_killed = true;
@@ -782,28 +663,6 @@ struct MultiprocessPool::Loop {
       w.stop_sent = true;
       w.stop_deadline = deadline;  // then SIGKILL (check_workers)
       if (w.pid > 0) ::kill(w.pid, SIGTERM);
-    }
-  }
-
-  void cancel_unit(Unit& u) {
-    auto one = [&](TaskState* t, RemoteCall* c) {
-      if (!u.claimed) {
-        pool.cancel_at_close(t);
-        drop_cancelled(t, c);  // by us or by its owner
-        return;
-      }
-      // Claimed for a worker that was lost before it ran it.
-      pool.note_at_close(t, false);
-      settle(t, c, false, {},
-             std::make_exception_ptr(Cancelled(fmt::format(
-                 "task '{}' (id {}) was cancelled before it started: multiprocess pool '{}' was "
-                 "closed at once",
-                 task_name(t), t->id, pool.name()))));
-    };
-    if (u.batch.empty()) {
-      one(u.task, u.call);
-    } else {
-      for (auto& s : u.batch) one(s.task, s.call);
     }
   }
 
@@ -876,7 +735,7 @@ struct MultiprocessPool::Loop {
 
 MultiprocessPool::MultiprocessPool(std::string name, std::size_t workers,
                                    const MultiprocessOptions& options)
-    : PoolBase(std::move(name), PoolKind::multiprocess),
+    : RemotePool(std::move(name), PoolKind::multiprocess),
       size_(workers),
       options_(options),
       loop_(std::make_unique<Loop>(*this)) {
@@ -898,92 +757,15 @@ MultiprocessPool::~MultiprocessPool() {
   }
 }
 
-std::size_t MultiprocessPool::num_active_tasks() const noexcept {
-  return active_.load(std::memory_order_acquire);
+void MultiprocessPool::post(std::vector<RemoteUnit>&& units) {
+  std::vector<Unit> us(units.size());
+  for (std::size_t i = 0; i < units.size(); ++i) static_cast<RemoteUnit&>(us[i]) = std::move(units[i]);
+  loop_->post_all(std::move(us));
 }
 
-void MultiprocessPool::count_in(std::size_t n) {
-  // Counted before the check, as in the other pools: shutdown stops accepting
-  // and then waits for the count, so no task is counted and then lost.
-  active_.fetch_add(n, std::memory_order_seq_cst);
-}
-
-void MultiprocessPool::count_out(std::size_t n) noexcept {
-  if (active_.fetch_sub(n, std::memory_order_acq_rel) == n) {
-    std::lock_guard lock(idle_mutex_);
-    idle_cv_.notify_all();
-  }
-}
-
-void MultiprocessPool::submit(TaskState* s) {
-  // add_task encodes every call on this pool; a plain node cannot cross.
-  refuse(s);
-}
-
-void MultiprocessPool::submit_remote(TaskState* s, RemoteCall* call) {
-  count_in(1);
-  if (!accepting()) {
-    count_out(1);
-    if (call->dispose) call->dispose(call);
-    refuse(s);
-  }
+void MultiprocessPool::attach_poll(RemoteCall* call) noexcept {
   call->poll = &Loop::poll_replies;
   call->poll_arg = loop_.get();
-  Unit u;
-  u.task = s;
-  u.call = call;
-  loop_->post(std::move(u));
-}
-
-void MultiprocessPool::submit_remote_batch(const std::vector<RemoteSubmission>& calls,
-                                           std::size_t chunk_size) {
-  if (calls.empty()) return;
-  count_in(calls.size());
-  if (!accepting()) {
-    count_out(calls.size());
-    return PoolBase::submit_remote_batch(calls, chunk_size);  // refuses each
-  }
-  if (chunk_size == 0) chunk_size = 1;
-  for (const RemoteSubmission& c : calls) {
-    c.call->poll = &Loop::poll_replies;
-    c.call->poll_arg = loop_.get();
-  }
-  std::vector<Unit> units;
-  units.reserve((calls.size() + chunk_size - 1) / chunk_size);
-  for (std::size_t i = 0; i < calls.size(); i += chunk_size) {
-    Unit u;
-    const std::size_t end = std::min(calls.size(), i + chunk_size);
-    if (end - i == 1) {
-      u.task = calls[i].task;
-      u.call = calls[i].call;
-    } else {
-      u.batch.assign(calls.begin() + static_cast<long>(i), calls.begin() + static_cast<long>(end));
-    }
-    units.push_back(std::move(u));
-  }
-  loop_->post_all(std::move(units));
-}
-
-void MultiprocessPool::submit_process(TaskState* s) {
-  RemoteCall* call;
-  try {
-    call = make_command_call(static_cast<ProcessNode*>(s));
-  } catch (...) {
-    if (hooks_active()) notify_dropped(s);
-    s->ops->discard(s);
-    complete(s, TaskStatus::cancelled);
-    release(s);
-    throw;
-  }
-  submit_remote(s, call);
-}
-
-void MultiprocessPool::wait_completion() noexcept {
-  {
-    std::unique_lock lock(idle_mutex_);
-    idle_cv_.wait(lock, [&] { return active_.load(std::memory_order_acquire) == 0; });
-  }
-  report_unobserved_failures(false);
 }
 
 void MultiprocessPool::shutdown() {
