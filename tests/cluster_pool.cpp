@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <string>
@@ -193,4 +195,50 @@ TEST_CASE("cluster: 8 MB each way, several at once", "[cluster]") {
   for (int i = 0; i < 3; ++i) tasks.push_back(pool.add_task("reverse", reverse_text, big));
   const std::string expected(big.rbegin(), big.rend());
   for (auto& t : tasks) CHECK(t.wait_return() == expected);
+}
+
+namespace {
+// Counts the events of a pool's tasks, and the worker ranks they started on.
+struct RankRecorder : pools::Observer {
+  std::mutex mutex;
+  int queued = 0, started = 0, succeeded = 0, failed = 0;
+  std::set<std::int64_t> ranks;
+  void on_queued(const pools::TaskEvent&) override {
+    std::lock_guard lock(mutex);
+    ++queued;
+  }
+  void on_started(const pools::TaskEvent& e) override {
+    std::lock_guard lock(mutex);
+    ++started;
+    if (e.worker.kind == pools::WorkerKind::rank) ranks.insert(e.worker.id);
+  }
+  void on_finished(const pools::TaskEvent& e) override {
+    std::lock_guard lock(mutex);
+    (e.outcome == pools::TaskOutcome::succeeded ? succeeded : failed)++;
+  }
+};
+}  // namespace
+
+TEST_CASE("cluster: observers see every task start on a rank and finish; the pool's state",
+          "[cluster]") {
+  auto& pool = pools::get_cluster_pool("cluster.observed");
+  CHECK(pool.state() == pools::PoolState::running);
+  auto recorder = std::make_shared<RankRecorder>();
+  pool.add_observer(recorder);
+  std::vector<pools::Task<int>> tasks;
+  for (int i = 0; i < 40; ++i) tasks.push_back(pool.add_task("nap", nap_and_pid, 2));
+  auto bad = pool.add_task("oops", throw_out_of_range, 1);
+  for (auto& t : tasks) t.wait();
+  CHECK_THROWS_AS(bad.wait(), pools::RemoteError);
+  pool.wait_completion();
+  pool.remove_observer(recorder);
+  std::lock_guard lock(recorder->mutex);
+  CHECK(recorder->queued == 41);
+  CHECK(recorder->started == 41);
+  CHECK(recorder->succeeded == 40);
+  CHECK(recorder->failed == 1);
+  for (auto r : recorder->ranks) CHECK((r == 1 || r == 2));
+  CHECK_FALSE(recorder->ranks.empty());
+  pool.shutdown();
+  CHECK(pool.state() == pools::PoolState::stopped);
 }
