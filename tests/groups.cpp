@@ -324,13 +324,16 @@ TEST_CASE("groups: a group on a multiprocess pool runs in order and skips after 
   for (int i = 0; i < 12; ++i) tasks.push_back(groups.add_task("serial", "t", append_line, log, i));
   auto bad = groups.add_task("other", "bad", fail_in_worker, 7);
   auto after_bad = groups.add_task("other", "after bad", append_line, log, 100);
+  // groups.wait() first: a waiter on a remote task that is being handed to
+  // the pool races with the pool setting up its reply polling (docs/groups.md,
+  // "Known limitation").
+  groups.wait();
   pools::wait_all(tasks);
   std::string expected;
   for (int i = 0; i < 12; ++i) expected += std::to_string(i) + "\n";
   REQUIRE(pools_test::read_text(log) == expected);
   REQUIRE_THROWS_AS(bad.wait(), pools::RemoteError);
   REQUIRE_THROWS_AS(after_bad.wait(), pools::Skipped);
-  groups.wait();
   auto r = groups.report();
   REQUIRE(r.groups.at(1).first_error.find("device 7 broke") != std::string::npos);
   // Unsendable work is refused at once, as by add_task, and nothing is added.

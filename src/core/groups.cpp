@@ -12,6 +12,7 @@
 #include <fmt/core.h>
 
 #include "core/diag.hpp"
+#include "core/helping.hpp"
 #include "process/process_node.hpp"
 
 namespace pools {
@@ -454,6 +455,14 @@ ProcessTask Groups::add_process(std::string group, std::string name, std::vector
 }
 
 void Groups::wait() noexcept {
+  if (!detail::current_helper()) {
+    // Off the pool's threads there is nothing to help with: sleep until the
+    // last task is accounted. (This also keeps waiters away from the reply
+    // polling of remote tasks that are being handed to their pool.)
+    std::unique_lock lock(state_->mutex);
+    state_->finished.wait(lock, [this] { return state_->live.empty(); });
+    return;
+  }
   for (;;) {
     detail::TaskState* s = nullptr;
     {

@@ -86,7 +86,10 @@ void PoolBase::refuse(TaskState* s) {
   s->ops->discard(s);
   // Complete it as cancelled so that the handle the caller never receives
   // (add_task throws) cannot be waited on by anyone; then drop our reference.
-  detail::complete(s, TaskStatus::cancelled);
+  // A task that waited outside the pool (groups.hpp) may have been cancelled
+  // already: it is final, and completing it again would run its
+  // continuations twice.
+  if (detail::try_start(s)) detail::complete(s, TaskStatus::cancelled);
   const std::string task = detail::task_name(s);
   detail::release(s);
   throw Error(fmt::format("{} pool '{}' was shut down: cannot add task '{}'", to_string(kind_),
