@@ -135,6 +135,7 @@ private:
   bool idle() const;
   std::size_t in_flight_limit(const Peer& p, const ClusterPool& pool) const;
   void post_send(int to, int tag, std::string bytes);
+  void note_busy() noexcept;
 
   static inline ClusterEngine* the_engine = nullptr;
 
@@ -152,7 +153,9 @@ private:
   std::condition_variable wake_cv_;
   bool wake_ = false;
   std::atomic<bool> sleeping_{false};
+  std::atomic<bool> busy_{false};  // calls in flight (a hint for post)
   std::atomic<bool> stopping_{false};
+  std::atomic<Clock::rep> last_poll_{0};  // when a waiter last polled (poll_replies)
   std::thread thread_;
 };
 
@@ -252,21 +255,26 @@ void ClusterEngine::post(std::vector<Unit>&& units) {
     for (Unit& u : units) incoming_.push_back(std::move(u));
     wake_ = true;
   }
-  // While the thread sleeps, send the calls from here: it wakes on the notify
-  // below, but a waiter that polls may have its reply before then.
-  if (sleeping_.load(std::memory_order_seq_cst)) {
+  // With nothing in flight (a round trip), send the calls from here when
+  // nobody else talks MPI right now: one thread hand-off less, and a waiter
+  // that polls may have its reply before the thread looks again. With calls
+  // in flight the thread is probing anyway, and sends many in one message.
+  if (!busy_.load(std::memory_order_relaxed) || sleeping_.load(std::memory_order_relaxed)) {
     std::unique_lock lock(mpi_lock(), std::try_to_lock);
     if (lock.owns_lock()) {
       take_incoming();
       dispatch();
       flush_outboxes();
+      note_busy();
     }
   }
-  wake_cv_.notify_one();
+  // The thread must watch the calls in flight; one between probes does anyway.
+  if (sleeping_.load(std::memory_order_seq_cst)) wake_cv_.notify_one();
 }
 
 void ClusterEngine::poll_replies(void* self) noexcept {
   auto* e = static_cast<ClusterEngine*>(self);
+  e->last_poll_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   std::unique_lock lock(mpi_lock(), std::try_to_lock);
   if (!lock.owns_lock()) {
     sched_yield();
@@ -276,7 +284,14 @@ void ClusterEngine::poll_replies(void* self) noexcept {
     e->take_incoming();
     e->dispatch();
     e->flush_outboxes();
+    e->note_busy();
   }
+}
+
+void ClusterEngine::note_busy() noexcept {
+  bool busy = false;
+  for (const Peer& p : peers_) busy |= p.calls > 0;
+  busy_.store(busy, std::memory_order_relaxed);
 }
 
 void ClusterEngine::take_incoming() {
@@ -565,6 +580,7 @@ bool ClusterEngine::step() {
   flush_outboxes();
   const bool got = receive_all();
   check_peers();
+  note_busy();
   return got;
 }
 
@@ -593,7 +609,15 @@ void ClusterEngine::run() noexcept {
       continue;
     }
     lock.unlock();
-    backoff.pause();
+    // A waiter polling for its reply reads it itself: stay off the (few)
+    // cores meanwhile, and look again soon in case it stops.
+    const auto polled = Clock::duration(last_poll_.load(std::memory_order_relaxed));
+    if (Clock::now().time_since_epoch() - polled < std::chrono::microseconds(100)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      backoff.reset();
+    } else {
+      backoff.pause();
+    }
     lock.lock();
   }
 }

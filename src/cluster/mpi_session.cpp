@@ -88,13 +88,14 @@ MPI_Comm comm() noexcept { return session().comm; }
 std::mutex& mpi_lock() noexcept { return session().lock; }
 
 void Backoff::pause() noexcept {
-  if (++rounds_ <= yield_rounds) {
+  const auto now = std::chrono::steady_clock::now();
+  if (idle_since_ == std::chrono::steady_clock::time_point{}) idle_since_ = now;
+  if (now - idle_since_ < spin_) {
     sched_yield();
     return;
   }
-  const unsigned doublings = std::min(rounds_ - yield_rounds, 16u);
-  const long us = std::min<long>(20L << doublings, cap_.count());
-  timespec ts{0, us * 1000};
+  sleep_ = std::min(cap_, sleep_.count() ? sleep_ * 2 : std::chrono::microseconds(50));
+  timespec ts{0, static_cast<long>(sleep_.count()) * 1000};
   nanosleep(&ts, nullptr);
 }
 

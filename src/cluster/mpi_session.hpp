@@ -49,21 +49,23 @@ std::mutex& mpi_lock() noexcept;
 /// MPI's error text for code.
 std::string mpi_error(int code);
 
-/// Sleeps a little longer each call while nothing happens, so that an idle
-/// rank does not burn a core (a blocking MPI_Recv would: Open MPI spins);
-/// reset() after activity. Starts with yields (a busy peer replies within
-/// microseconds), then sleeps of 20 us doubling up to `cap`.
+/// Waits between probes while nothing happens, so that an idle rank does not
+/// burn a core (a blocking MPI_Recv would: Open MPI spins). For `spin` after
+/// the last activity it only yields (a peer that is busy with us answers
+/// within microseconds, and the next call of a round trip comes soon); then it
+/// sleeps 50 us, doubling up to `cap`. reset() after activity.
 class Backoff {
 public:
-  explicit Backoff(std::chrono::microseconds cap = std::chrono::microseconds(1000)) : cap_(cap) {}
-  void reset() noexcept { rounds_ = 0; }
+  explicit Backoff(std::chrono::microseconds spin = std::chrono::microseconds(2000),
+                   std::chrono::microseconds cap = std::chrono::microseconds(1000))
+      : spin_(spin), cap_(cap) {}
+  void reset() noexcept { idle_since_ = {}; sleep_ = {}; }
   void pause() noexcept;
-  bool sleeping() const noexcept { return rounds_ > yield_rounds; }
 
 private:
-  static constexpr unsigned yield_rounds = 64;
-  std::chrono::microseconds cap_;
-  unsigned rounds_ = 0;
+  std::chrono::microseconds spin_, cap_;
+  std::chrono::steady_clock::time_point idle_since_{};
+  std::chrono::microseconds sleep_{};
 };
 
 }  // namespace pools::detail::cluster

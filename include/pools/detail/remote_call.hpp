@@ -429,9 +429,11 @@ struct RemoteNode final : ResultState<R> {
     const RemoteCall& c = static_cast<RemoteNode*>(base)->call;
     if (c.poll) c.poll(c.poll_arg);
   }
-  // A waiter polls for up to 100 us: see block_until_final.
+  // A waiter polls for up to 1 ms (see block_until_final): a round trip is
+  // tens of microseconds, but on a loaded machine a waiter that sleeps is
+  // woken late, and one that polls reads its own reply.
   static constexpr TaskOps table{&run,    &discard, &destroy, &NodeOps<RemoteNode>::error_of,
-                                 nullptr, 100'000,  &poll};
+                                 nullptr, 1'000'000, &poll};
 };
 
 /// Builds a pending remote task for f(args...), encoded, with two references.
