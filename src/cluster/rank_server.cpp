@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -39,9 +40,11 @@ using Clock = std::chrono::steady_clock;
 using wire::FrameKind;
 using cluster::mpi_lock;
 
+// A call frame waiting to run; its payload lives in the message it came in.
 struct Job {
   wire::FrameHeader header;
-  std::string payload;
+  std::shared_ptr<const std::string> message;
+  std::string_view payload;
 };
 
 unsigned threads_from_env() {
@@ -130,37 +133,44 @@ private:
       got = true;
       int count = 0;
       MPI_Get_count(&st, MPI_BYTE, &count);
-      std::string bytes(static_cast<std::size_t>(count), '\0');
-      MPI_Recv(bytes.data(), count, MPI_BYTE, 0, st.MPI_TAG, cluster::comm(), MPI_STATUS_IGNORE);
+      auto bytes = std::make_shared<std::string>(static_cast<std::size_t>(count), '\0');
+      MPI_Recv(bytes->data(), count, MPI_BYTE, 0, st.MPI_TAG, cluster::comm(), MPI_STATUS_IGNORE);
       if (st.MPI_TAG == cluster::tag_withdraw) {
-        withdraw(bytes);
+        withdraw(*bytes);
       } else if (st.MPI_TAG == cluster::tag_frames) {
-        take_frames(bytes);
+        take_frames(std::move(bytes));
       }
     }
     return got;
   }
 
-  void take_frames(const std::string& bytes) {
-    wire::FrameDecoder in;
-    in.feed(bytes.data(), bytes.size());
+  void take_frames(std::shared_ptr<const std::string> message) {
+    // Frames are parsed in place: a message holds whole frames.
     std::lock_guard lock(queue_mutex_);
+    std::size_t at = 0;
     try {
-      while (auto f = in.next()) {
-        switch (f->header.kind) {
+      while (at < message->size()) {
+        if (message->size() - at < wire::header_size)
+          throw wire::WireError(fmt::format("a truncated frame header at byte {}", at));
+        const wire::FrameHeader h = wire::decode_header(message->data() + at);
+        at += wire::header_size;
+        if (message->size() - at < h.length)
+          throw wire::WireError(fmt::format("a truncated frame at byte {}", at));
+        const std::string_view payload(message->data() + at, h.length);
+        at += h.length;
+        switch (h.kind) {
           case FrameKind::call:
           case FrameKind::call_batch:
-            queue_.push_back(Job{f->header, std::string(f->payload)});
+            queue_.push_back(Job{h, message, payload});
             break;
           case FrameKind::stop:
             stopping_ = true;
             break;
           default:
             throw wire::WireError(
-                fmt::format("unexpected {} frame from rank 0", wire::to_string(f->header.kind)));
+                fmt::format("unexpected {} frame from rank 0", wire::to_string(h.kind)));
         }
       }
-      in.finish();
     } catch (const std::exception& e) {
       // Rank 0 runs the same code: garbage means memory corruption there.
       write_line(fmt::format("worker rank {}: a bad message from rank 0: {}", cluster::rank(),
@@ -209,10 +219,15 @@ private:
   void serve() {
     cluster::Backoff backoff;
     std::string out, replies;
-    for (;;) {
-      {
-        std::unique_lock lock(mpi_lock(), std::defer_lock);
-        if (queue_empty() ? (lock.lock(), true) : lock.try_lock()) pump();
+    for (unsigned round = 0;; ++round) {
+      // Probe for messages when there is nothing to run, and now and then
+      // between calls (MPI's progress costs a microsecond a probe).
+      if (queue_empty()) {
+        std::lock_guard lock(mpi_lock());
+        pump();
+      } else if (round % 16 == 0) {
+        std::unique_lock lock(mpi_lock(), std::try_to_lock);
+        if (lock.owns_lock()) pump();
       }
       if (std::optional<Job> job = pop()) {
         backoff.reset();
