@@ -35,6 +35,8 @@ void track_failure(PoolBase& pool, TaskState* s) noexcept;
 void observe_queued(PoolBase& pool, TaskState* s) noexcept;
 void observe_unstarted(PoolBase& pool, TaskState* s, const std::exception_ptr& error) noexcept;
 struct ObserverList;
+/// Holds tasks back and queues them later (groups.hpp).
+struct PoolAccess;
 }  // namespace detail
 
 /// The kinds of pool. Every kind implements PoolBase.
@@ -353,6 +355,7 @@ private:
   friend void detail::observe_queued(PoolBase&, detail::TaskState*) noexcept;
   friend void detail::observe_unstarted(PoolBase&, detail::TaskState*,
                                         const std::exception_ptr&) noexcept;
+  friend struct detail::PoolAccess;
 
   std::string name_;
   PoolKind kind_;
