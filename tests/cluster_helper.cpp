@@ -76,6 +76,34 @@ int mode_kill_rank() {
   return failed < 200 ? 0 : fail("nothing ran after the rank died");
 }
 
+// Creates `mine`, then waits (at most 60 s) for `theirs`: two such tasks
+// finish only when they run at the same time.
+bool meet(std::string mine, std::string theirs) {
+  std::FILE* f = std::fopen(mine.c_str(), "w");
+  if (f) std::fclose(f);
+  for (int i = 0; i < 6000; ++i) {
+    if (::access(theirs.c_str(), F_OK) == 0) return true;
+    ::usleep(10000);
+  }
+  return false;
+}
+
+// POOLS_RANK_THREADS=2: a rank runs two of the pool's tasks at once.
+int mode_rank_threads(const char* dir) {
+  const auto nodes = pools::cluster_nodes();
+  for (std::size_t i = 1; i < nodes.size(); ++i)
+    if (nodes[i].threads != 2) return fail("a worker rank does not report 2 threads");
+  pools::ClusterOptions one_rank;
+  one_rank.workers = 1;
+  auto& pool = pools::get_cluster_pool("one rank", one_rank);
+  const std::string a = std::string(dir) + "/a", b = std::string(dir) + "/b";
+  auto t1 = pool.add_task("a", meet, a, b);
+  auto t2 = pool.add_task("b", meet, b, a);
+  if (!t1.wait_return() || !t2.wait_return()) return fail("the two tasks did not run at once");
+  std::printf("two tasks ran at once on rank 1\n");
+  return 0;
+}
+
 // Rank 0 asks for the cluster pool while another rank runs another program.
 int mode_mismatch() {
   try {
@@ -95,6 +123,7 @@ int main(int argc, char** argv) {
   if (mode == "squares") return mode_squares();
   if (mode == "kill-rank") return mode_kill_rank();
   if (mode == "mismatch") return mode_mismatch();
-  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|mismatch\n");
+  if (mode == "rank-threads" && argc > 2) return mode_rank_threads(argv[2]);
+  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|mismatch|rank-threads DIR\n");
   return 2;
 }

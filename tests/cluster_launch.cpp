@@ -83,3 +83,11 @@ TEST_CASE("cluster launch: ranks that run different programs are refused clearly
   CHECK_THAT(r.stdout_text, Catch::Contains("refused: cluster pool: worker rank 2"));
   CHECK_THAT(r.stdout_text, Catch::Contains("runs another executable"));
 }
+
+TEST_CASE("cluster launch: POOLS_RANK_THREADS=2 runs two tasks at once on a rank", "[cluster]") {
+  pools_test::TempDir dir("cluster-threads");
+  const auto r = run({"mpirun", "-x", "POOLS_RANK_THREADS=2", "-np", "3", helper(), "rank-threads",
+                      dir.path.string()});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.stdout_text, Catch::Contains("two tasks ran at once on rank 1"));
+}
