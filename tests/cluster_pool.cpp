@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -241,4 +243,62 @@ TEST_CASE("cluster: observers see every task start on a rank and finish; the poo
   CHECK_FALSE(recorder->ranks.empty());
   pool.shutdown();
   CHECK(pool.state() == pools::PoolState::stopped);
+}
+
+namespace {
+// The worker hooks append a line to a file of this job's (the ranks share the
+// job id), which rank 0 reads.
+std::string hook_log() {
+  const char* job = std::getenv("OMPI_MCA_ess_base_jobid");
+  return (std::filesystem::temp_directory_path() /
+          ("pools-cluster-hooks-" + std::string(job ? job : "none")))
+      .string();
+}
+void log_hook(const char* what) {
+  std::ofstream(hook_log(), std::ios::app)
+      << what << " " << (std::getenv("OMPI_COMM_WORLD_RANK") ? std::getenv("OMPI_COMM_WORLD_RANK") : "?")
+      << "\n";
+}
+void start_hook() { log_hook("start"); }
+void stop_hook() { log_hook("stop"); }
+void failing_hook() { throw std::runtime_error("no GPU here"); }
+int rank_of_worker() { return std::atoi(std::getenv("OMPI_COMM_WORLD_RANK")); }
+
+std::multiset<std::string> hook_lines() {
+  std::ifstream in(hook_log());
+  std::multiset<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.insert(line);
+  return lines;
+}
+}  // namespace
+
+TEST_CASE("cluster: on_start and on_stop run once on each of the pool's ranks", "[cluster][hooks]") {
+  std::filesystem::remove(hook_log());
+  pools::ClusterOptions options;
+  options.on_start = start_hook;
+  options.on_stop = stop_hook;
+  auto& pool = pools::get_cluster_pool("cluster.hooks", options);
+  // on_start ran on both ranks before the pool was returned.
+  CHECK(hook_lines() == std::multiset<std::string>{"start 1", "start 2"});
+  std::vector<pools::Task<int>> tasks;
+  for (int i = 0; i < 20; ++i) tasks.push_back(pool.add_task("rank", rank_of_worker));
+  for (auto& t : tasks) CHECK(t.wait_return() >= 1);
+  pool.shutdown();
+  CHECK(hook_lines() == std::multiset<std::string>{"start 1", "start 2", "stop 1", "stop 2"});
+  std::filesystem::remove(hook_log());
+}
+
+TEST_CASE("cluster: a failing on_start fails every task of the pool, naming the rank",
+          "[cluster][hooks]") {
+  pools::ClusterOptions options;
+  options.workers = 1;
+  options.on_start = failing_hook;
+  auto& pool = pools::get_cluster_pool("cluster.bad-hook", options);
+  CHECK(pool.state() == pools::PoolState::running);
+  auto t = pool.add_task("rank", rank_of_worker);
+  CHECK_THROWS_WITH(t.wait(), Catch::Contains("on_start failed on 1 of its 1 worker ranks") &&
+                                  Catch::Contains("rank 1 on ") &&
+                                  Catch::Contains("no GPU here"));
+  // Other pools on the same ranks are not affected.
+  CHECK(pools::global_cluster_pool().add_task("after", add_one, 1L).wait_return() == 2);
 }

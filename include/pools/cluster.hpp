@@ -40,6 +40,14 @@ struct ClusterOptions {
   /// matters under `mpirun --enable-recovery`: otherwise Open MPI ends the
   /// whole job when a rank dies. Also set by POOLS_CLUSTER_SILENCE_MS.
   std::chrono::milliseconds silence_limit{10000};
+  /// Run on each of the pool's worker ranks: on_start when the pool is made,
+  /// before any of its tasks (with POOLS_RANK_THREADS above 1, before the
+  /// first only), on_stop at its shutdown after its tasks. Plain functions:
+  /// they run on the ranks. An on_start that throws fails every task of the
+  /// pool with a pools::Error naming the rank and the error; an on_stop that
+  /// throws is reported on stderr.
+  void (*on_start)() = nullptr;
+  void (*on_stop)() = nullptr;
 
   bool operator==(const ClusterOptions&) const = default;
 };

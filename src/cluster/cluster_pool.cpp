@@ -36,9 +36,24 @@ constexpr auto hello_limit = std::chrono::seconds(60);
 constexpr auto bye_limit = std::chrono::seconds(30);
 constexpr std::size_t message_limit = 1 << 20;  // a rank's calls per message, in bytes
 
-// One frame for a rank, from one of the cluster pools.
+// A worker hook run on some ranks (ClusterOptions::on_start/on_stop): how
+// many have not answered, and what failed.
+struct HookRun {
+  std::mutex mutex;
+  std::condition_variable done;
+  std::size_t left = 0;
+  std::vector<std::string> failures;  // "worker rank 2 on node7: type: what"
+  void answer(std::string failure) {
+    std::lock_guard lock(mutex);
+    if (!failure.empty()) failures.push_back(std::move(failure));
+    if (--left == 0) done.notify_all();
+  }
+};
+
+// One frame for a rank: calls of one of the cluster pools, or a hook.
 struct Unit : RemoteUnit {
-  ClusterPool* pool = nullptr;
+  ClusterPool* pool = nullptr;  // null for a hook
+  HookRun* hook = nullptr;
   bool abandoned = false;  // timed out: failed already; its reply is dropped
   Clock::time_point sent{};
 };
@@ -99,6 +114,9 @@ public:
   std::vector<ClusterNode> nodes() const;
 
   void attach(ClusterPool* pool, std::size_t ranks);
+  /// Runs an encoded void() call on ranks 1..ranks and waits for them;
+  /// returns what failed, one line a rank.
+  std::vector<std::string> run_on_ranks(const std::string& call, std::size_t ranks);
   /// shutdown_now: cancels the pool's calls not yet sent.
   void cancel_pending(ClusterPool* pool, const std::string& why);
   void detach(ClusterPool* pool);
@@ -123,6 +141,7 @@ private:
   void dispatch();
   Peer* pick(PoolQueue& q);
   void send_unit(Peer& p, Unit&& u);
+  void answer_hook(Unit& u, const Peer& p, FrameKind kind, std::string_view bytes);
   void announce(Peer& p);
   void flush_outboxes();
   void test_sends();
@@ -232,6 +251,60 @@ void ClusterEngine::attach(ClusterPool* pool, std::size_t ranks) {
   queues_.push_back(PoolQueue{pool, {}, ranks});
 }
 
+std::vector<std::string> ClusterEngine::run_on_ranks(const std::string& call, std::size_t ranks) {
+  HookRun run;
+  {
+    std::lock_guard lock(mpi_lock());
+    for (std::size_t i = 0; i < ranks && i < peers_.size(); ++i) {
+      Peer& p = peers_[i];
+      if (p.lost) {
+        run.failures.push_back(fmt::format("{}: it was lost earlier", where(p)));
+        continue;
+      }
+      Unit u;
+      u.hook = &run;
+      u.claimed = true;
+      u.seq = next_seq_++;
+      u.sent = Clock::now();
+      wire::append_frame(p.outbox, FrameKind::call, u.seq, call);
+      p.in_flight.emplace(u.seq, std::move(u));
+      ++run.left;
+    }
+    flush_outboxes();
+    note_busy();
+    busy_.store(true, std::memory_order_relaxed);
+  }
+  {
+    std::lock_guard w(incoming_mutex_);
+    wake_ = true;
+  }
+  wake_cv_.notify_one();
+  std::unique_lock lock(run.mutex);
+  run.done.wait(lock, [&] { return run.left == 0; });
+  return run.failures;
+}
+
+// A hook's reply, or its rank's loss.
+void ClusterEngine::answer_hook(Unit& u, const Peer& p, FrameKind kind, std::string_view bytes) {
+  std::string failure;
+  try {
+    if (kind == FrameKind::error) {
+      std::string type, what;
+      decode(bytes, "an error reply", type, what);
+      failure = fmt::format("{}: {}: {}", where(p), type, what);
+    } else if (kind == FrameKind::reject) {
+      std::string why;
+      decode(bytes, "a refusal", why);
+      failure = fmt::format("{} refused it: {}", where(p), why);
+    } else if (kind != FrameKind::result) {
+      failure = fmt::format("{}: it was lost", where(p));
+    }
+  } catch (const std::exception& e) {
+    failure = fmt::format("{}: {}", where(p), e.what());
+  }
+  u.hook->answer(std::move(failure));
+}
+
 void ClusterEngine::cancel_pending(ClusterPool* pool, const std::string& why) {
   std::lock_guard lock(mpi_lock());
   take_incoming();
@@ -290,7 +363,7 @@ void ClusterEngine::poll_replies(void* self) noexcept {
 
 void ClusterEngine::note_busy() noexcept {
   bool busy = false;
-  for (const Peer& p : peers_) busy |= p.calls > 0;
+  for (const Peer& p : peers_) busy |= !p.lost && !p.in_flight.empty();
   busy_.store(busy, std::memory_order_relaxed);
 }
 
@@ -376,7 +449,7 @@ void ClusterEngine::announce(Peer& p) {
   std::size_t running = 0;
   for (auto& [seq, u] : p.in_flight) {
     if (running++ >= std::max(1u, p.node.threads)) break;
-    if (!u.abandoned) u.pool->announce(u, {WorkerKind::rank, p.node.rank});
+    if (!u.abandoned && !u.hook) u.pool->announce(u, {WorkerKind::rank, p.node.rank});
   }
 }
 
@@ -470,6 +543,7 @@ void ClusterEngine::handle_frame(Peer& p, const wire::Frame& f) {
   Unit u = std::move(it->second);
   p.in_flight.erase(it);
   const auto now = Clock::now();
+  if (u.hook) return answer_hook(u, p, kind, f.payload);
   if (u.abandoned) {  // timed out earlier: the rank is free again
     p.stuck = false;
     p.head_since = now;
@@ -511,6 +585,10 @@ void ClusterEngine::lose(Peer& p, Clock::time_point now) {
   const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_heard);
   diag("cluster pool: {} lost (silent for {} ms)", where(p), silent.count());
   for (auto& [seq, u] : p.in_flight) {
+    if (u.hook) {
+      answer_hook(u, p, FrameKind::bye, {});
+      continue;
+    }
     if (u.abandoned) continue;
     const std::string names = u.describe();
     u.pool->fail_unit(u, std::make_exception_ptr(WorkerLost(
@@ -538,6 +616,7 @@ void ClusterEngine::check_peers() {
     // The oldest call: started when it was sent or when the call before it
     // finished, whichever is later.
     Unit& oldest = p.in_flight.begin()->second;
+    if (oldest.hook) continue;  // hooks have no timeout
     const auto limit = oldest.pool->options().task_timeout;
     if (limit.count() <= 0) continue;
     const auto since = std::max(oldest.sent, p.head_since);
@@ -556,7 +635,7 @@ void ClusterEngine::check_peers() {
     // and then sent elsewhere (see withdrawn).
     std::string ids;
     for (auto& [seq, u] : p.in_flight) {
-      if (u.abandoned) continue;
+      if (u.abandoned || u.hook) continue;
       ids.append(reinterpret_cast<const char*>(&seq), 8);
     }
     if (!ids.empty()) post_send(p.node.rank, cluster::tag_withdraw, std::move(ids));
@@ -641,12 +720,27 @@ ClusterPool::ClusterPool(std::string name, std::size_t workers, const ClusterOpt
       options_(options),
       engine_(ClusterEngine::instance()) {
   engine_.attach(this, size_);
-  set_state(PoolState::running);  // the ranks said hello before the engine was made
+  if (options_.on_start) {
+    const auto failures = engine_.run_on_ranks(encode_hook_call(options_.on_start), size_);
+    if (!failures.empty()) {
+      std::string all;
+      for (const auto& f : failures) all += (all.empty() ? "" : "; ") + f;
+      start_error_ = std::make_exception_ptr(
+          Error(fmt::format("cluster pool '{}': on_start failed on {} of its {} worker ranks: {}",
+                            this->name(), failures.size(), size_, all)));
+      write_line(fmt::format("cluster pool '{}': on_start failed: {}", this->name(), all));
+    }
+  }
+  set_state(PoolState::running);  // (a failed on_start also ends starting)
 }
 
 ClusterPool::~ClusterPool() { engine_.detach(this); }
 
 void ClusterPool::post(std::vector<RemoteUnit>&& units) {
+  if (start_error_) {
+    for (RemoteUnit& u : units) fail_unit(u, start_error_);
+    return;
+  }
   std::vector<Unit> us(units.size());
   for (std::size_t i = 0; i < units.size(); ++i) {
     static_cast<RemoteUnit&>(us[i]) = std::move(units[i]);
@@ -667,6 +761,10 @@ void ClusterPool::shutdown() {
     wait_completion();
     stop_accepting();
     wait_completion();
+    if (options_.on_stop && !start_error_) {
+      for (const auto& f : engine_.run_on_ranks(encode_hook_call(options_.on_stop), size_))
+        write_line(fmt::format("cluster pool '{}': on_stop failed on {}", name(), f));
+    }
     report_unobserved_failures(true);
     unregister_pool(this);
     set_state(PoolState::stopped);

@@ -40,6 +40,7 @@ private:
   std::size_t size_;
   ClusterOptions options_;
   ClusterEngine& engine_;
+  std::exception_ptr start_error_;  // on_start failed: every task fails with it
   std::once_flag shutdown_once_;
 };
 

@@ -156,18 +156,10 @@ struct MultiprocessPool::Loop {
     WorkerConfig c;
     c.pool_name = pool.name();
     c.environment = pool.options_.environment;
-    c.initializer = encode_hook(pool.options_.initializer);
-    c.finalizer = encode_hook(pool.options_.finalizer);
+    c.initializer = encode_hook_call(pool.options_.initializer);
+    c.finalizer = encode_hook_call(pool.options_.finalizer);
     config = encode_config(c);
     for (std::size_t i = 0; i < pool.size_; ++i) spawn();
-  }
-
-  static std::string encode_hook(void (*fn)()) {
-    if (!fn) return {};
-    std::string out;
-    using F = void (*)();
-    encode_call<F, void>(out, fn);
-    return out;
   }
 
   void spawn() {

@@ -17,6 +17,14 @@ std::string RemoteUnit::describe() const {
                        : fmt::format("a chunk of {} tasks", batch.size());
 }
 
+std::string encode_hook_call(void (*fn)()) {
+  if (!fn) return {};
+  std::string out;
+  using F = void (*)();
+  encode_call<F, void>(out, fn);
+  return out;
+}
+
 void append_call_frame(std::string& out, const RemoteUnit& u) {
   if (u.batch.empty()) {
     wire::append_frame(out, FrameKind::call, u.seq, u.call->payload);

@@ -43,6 +43,10 @@ struct RemoteUnit {
   std::string describe() const;
 };
 
+/// An encoded call of fn (a worker hook: initializer, on_start, ...); empty
+/// for a null fn.
+std::string encode_hook_call(void (*fn)());
+
 /// Appends u's frame (call, or call_batch for a chunk) with id u.seq to out.
 void append_call_frame(std::string& out, const RemoteUnit& u);
 
