@@ -750,8 +750,7 @@ void ClusterPool::post(std::vector<RemoteUnit>&& units) {
 }
 
 void ClusterPool::attach_poll(RemoteCall* call) noexcept {
-  call->poll = &ClusterEngine::poll_replies;
-  call->poll_arg = &engine_;
+  call->set_poll(&ClusterEngine::poll_replies, &engine_);
 }
 
 void ClusterPool::shutdown() {

@@ -756,8 +756,7 @@ void MultiprocessPool::post(std::vector<RemoteUnit>&& units) {
 }
 
 void MultiprocessPool::attach_poll(RemoteCall* call) noexcept {
-  call->poll = &Loop::poll_replies;
-  call->poll_arg = loop_.get();
+  call->set_poll(&Loop::poll_replies, loop_.get());
 }
 
 void MultiprocessPool::shutdown() {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <bitset>
 #include <chrono>
 #include <complex>
@@ -384,10 +385,19 @@ struct RemoteCall {
   bool (*settle)(TaskState* task, std::string_view result, std::exception_ptr error) noexcept;
   // Frees this RemoteCall when it is not part of its task (null: it is).
   void (*dispose)(RemoteCall* self) noexcept = nullptr;
-  // Set by the pool: reads replies that have arrived, if no other thread is
-  // doing so (a waiter's poll, see TaskOps::poll).
-  void (*poll)(void* pool) noexcept = nullptr;
-  void* poll_arg = nullptr;
+  // Set by the pool (set_poll): reads replies that have arrived, if no other
+  // thread is doing so (a waiter's poll, see TaskOps::poll). Atomic: a waiter
+  // may already poll while the pool sets them (a task a group hands over).
+  std::atomic<void (*)(void* pool) noexcept> poll{nullptr};
+  std::atomic<void*> poll_arg{nullptr};
+
+  void set_poll(void (*fn)(void*) noexcept, void* arg) noexcept {
+    poll_arg.store(arg, std::memory_order_relaxed);
+    poll.store(fn, std::memory_order_release);
+  }
+  void poll_now() const noexcept {
+    if (auto* fn = poll.load(std::memory_order_acquire)) fn(poll_arg.load(std::memory_order_relaxed));
+  }
 };
 
 /// A call on its way to another process: the task and its encoded call.
@@ -426,8 +436,7 @@ struct RemoteNode final : ResultState<R> {
   static void discard(TaskState*) noexcept {}
   static void destroy(TaskState* base) noexcept { NodeOps<RemoteNode>::destroy(base); }
   static void poll(TaskState* base) noexcept {
-    const RemoteCall& c = static_cast<RemoteNode*>(base)->call;
-    if (c.poll) c.poll(c.poll_arg);
+    static_cast<RemoteNode*>(base)->call.poll_now();
   }
   // A waiter polls for up to 1 ms (see block_until_final): a round trip is
   // tens of microseconds, but on a loaded machine a waiter that sleeps is
