@@ -23,9 +23,24 @@
 
 namespace {
 
-int worker_pid(int) { return static_cast<int>(::getpid()); }
+// Appends this worker's pid to `path`, then waits (at most 60 s) until 3
+// workers did: with one call in flight per worker, 3 such calls run on 3
+// different workers.
+int record_and_meet(std::string path) {
+  std::ofstream(path, std::ios::app) << ::getpid() << std::endl;
+  for (int i = 0; i < 6000; ++i) {
+    std::ifstream in(path);
+    int lines = 0;
+    for (int pid; in >> pid;) ++lines;
+    if (lines >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return static_cast<int>(::getpid());
+}
 
-int sleep_then_pid(int seconds) {
+// Appends this worker's pid to `path`, then sleeps.
+int record_then_sleep(std::string path, int seconds) {
+  std::ofstream(path, std::ios::app) << ::getpid() << std::endl;
   std::this_thread::sleep_for(std::chrono::seconds(seconds));
   return static_cast<int>(::getpid());
 }
@@ -48,22 +63,27 @@ int main(int argc, char** argv) {
   pools::PoolBase& pool = pools::get_multiprocess_pool("helper", options);
   record << pools::detail::ForkServer::instance().pid() << "\n";
   if (mode == "busy") {
-    // A worker reports its pid through a file before it sleeps: 3 long calls,
-    // one per worker (max_in_flight 1), then the pids are known from the replies
-    // of 3 quick calls made first on the same workers.
+    // 3 long calls, one per worker (max_in_flight 1: none finishes, so each
+    // worker gets one); each worker appends its pid to a file before it
+    // sleeps. (Quick calls could not tell: a worker that answers fast may get
+    // the next one too.)
+    const std::string busy = std::string(argv[2]) + ".busy";
+    for (int i = 0; i < 3; ++i) pool.add_task("long", record_then_sleep, busy, 600);
     std::set<int> pids;
-    std::vector<pools::Task<int>> quick;
-    for (int i = 0; i < 3; ++i) quick.push_back(pool.add_task("pid", worker_pid, i));
-    for (auto& t : quick) pids.insert(t.wait_return());
+    while (pids.size() < 3) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::ifstream in(busy);
+      pids.clear();
+      for (int pid; in >> pid;) pids.insert(pid);
+    }
     for (int pid : pids) record << pid << "\n";
-    for (int i = 0; i < 3; ++i) pool.add_task("long", sleep_then_pid, 600);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
     record << "ready" << std::endl;
     for (;;) ::pause();
   }
   std::set<int> pids;
   std::vector<pools::Task<int>> tasks;
-  for (int i = 0; i < 30; ++i) tasks.push_back(pool.add_task("pid", worker_pid, i));
+  const std::string met = std::string(argv[2]) + ".met";
+  for (int i = 0; i < 3; ++i) tasks.push_back(pool.add_task("pid", record_and_meet, met));
   for (auto& t : tasks) pids.insert(t.wait_return());
   for (int pid : pids) record << pid << "\n";
   record << "ready" << std::endl;
