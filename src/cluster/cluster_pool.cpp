@@ -146,7 +146,7 @@ private:
   void flush_outboxes();
   void test_sends();
   bool receive_all();
-  void receive(int source, int tag, int count);
+  void receive(cluster::Message m);
   void handle_frame(Peer& p, const wire::Frame& f);
   void withdrawn(Peer& p, std::string_view ids);
   void check_peers();
@@ -218,19 +218,16 @@ void ClusterEngine::gather_hellos() {
                               who, hello_limit.count());
       return;
     }
-    int flag = 0;
-    MPI_Status st;
-    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cluster::comm(), &flag, &st);
-    if (!flag) {
+    auto m = cluster::try_receive();
+    if (!m) {
       backoff.pause();
       continue;
     }
     backoff.reset();
-    int count = 0;
-    MPI_Get_count(&st, MPI_BYTE, &count);
-    const bool was_ready = peers_[static_cast<std::size_t>(st.MPI_SOURCE - 1)].ready;
-    receive(st.MPI_SOURCE, st.MPI_TAG, count);
-    if (!was_ready && peers_[static_cast<std::size_t>(st.MPI_SOURCE - 1)].ready) --missing;
+    const auto source = static_cast<std::size_t>(m->source - 1);
+    const bool was_ready = source < peers_.size() && peers_[source].ready;
+    receive(std::move(*m));
+    if (!was_ready && source < peers_.size() && peers_[source].ready) --missing;
   }
   for (const Peer& p : peers_) {
     if (p.exe != exe && mismatch_.empty())
@@ -485,22 +482,16 @@ void ClusterEngine::test_sends() {
 
 bool ClusterEngine::receive_all() {
   bool got = false;
-  for (;;) {
-    int flag = 0;
-    MPI_Status st;
-    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cluster::comm(), &flag, &st);
-    if (!flag) break;
-    int count = 0;
-    MPI_Get_count(&st, MPI_BYTE, &count);
-    receive(st.MPI_SOURCE, st.MPI_TAG, count);
+  while (auto m = cluster::try_receive()) {
+    receive(std::move(*m));
     got = true;
   }
   return got;
 }
 
-void ClusterEngine::receive(int source, int tag, int count) {
-  std::string bytes(static_cast<std::size_t>(count), '\0');
-  MPI_Recv(bytes.data(), count, MPI_BYTE, source, tag, cluster::comm(), MPI_STATUS_IGNORE);
+void ClusterEngine::receive(cluster::Message m) {
+  const int source = m.source, tag = m.tag;
+  const std::string& bytes = m.bytes;
   if (source < 1 || static_cast<std::size_t>(source) > peers_.size()) return;
   Peer& p = peers_[static_cast<std::size_t>(source - 1)];
   p.last_heard = Clock::now();
@@ -818,26 +809,19 @@ void stop_cluster_at_exit() noexcept {
       lost = true;
       break;
     }
-    int flag = 0;
-    MPI_Status st;
-    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cluster::comm(), &flag, &st);
-    if (!flag) {
+    auto m = cluster::try_receive();
+    if (!m) {
       backoff.pause();
       continue;
     }
     backoff.reset();
-    int count = 0;
-    MPI_Get_count(&st, MPI_BYTE, &count);
-    std::string bytes(static_cast<std::size_t>(count), '\0');
-    MPI_Recv(bytes.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, cluster::comm(),
-             MPI_STATUS_IGNORE);
-    if (st.MPI_TAG != cluster::tag_frames) continue;
+    if (m->tag != cluster::tag_frames) continue;
     wire::FrameDecoder in;
-    in.feed(bytes.data(), bytes.size());
+    in.feed(m->bytes.data(), m->bytes.size());
     try {
       while (auto f = in.next()) {
-        if (f->header.kind == FrameKind::bye && !gone[static_cast<std::size_t>(st.MPI_SOURCE)]) {
-          gone[static_cast<std::size_t>(st.MPI_SOURCE)] = true;
+        if (f->header.kind == FrameKind::bye && !gone[static_cast<std::size_t>(m->source)]) {
+          gone[static_cast<std::size_t>(m->source)] = true;
           --waiting;
         }
       }

@@ -68,6 +68,18 @@ void start_mpi(int& argc, char**& argv) {
   s.running = true;
 }
 
+std::optional<Message> try_receive(int source) {
+  int flag = 0;
+  MPI_Status st;
+  MPI_Iprobe(source, MPI_ANY_TAG, comm(), &flag, &st);
+  if (!flag) return std::nullopt;
+  int count = 0;
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  Message m{st.MPI_SOURCE, st.MPI_TAG, std::string(static_cast<std::size_t>(count), '\0')};
+  MPI_Recv(m.bytes.data(), count, MPI_BYTE, m.source, m.tag, comm(), MPI_STATUS_IGNORE);
+  return m;
+}
+
 bool mpi_running() noexcept { return session().running; }
 
 void finish_mpi(bool peers_lost) noexcept {

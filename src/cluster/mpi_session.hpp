@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace pools::detail::cluster {
@@ -45,6 +46,16 @@ int rank() noexcept;
 int world_size() noexcept;
 MPI_Comm comm() noexcept;
 std::mutex& mpi_lock() noexcept;
+
+/// A message of the pools' communicator.
+struct Message {
+  int source = 0;
+  int tag = 0;
+  std::string bytes;
+};
+/// Holding mpi_lock(): receives a message from `source` that has arrived, if
+/// any (MPI_Iprobe, then MPI_Recv of its size); never blocks for one.
+std::optional<Message> try_receive(int source = MPI_ANY_SOURCE);
 
 /// MPI's error text for code.
 std::string mpi_error(int code);

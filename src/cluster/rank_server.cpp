@@ -125,20 +125,12 @@ private:
       MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
       it = done ? sends_.erase(it) : std::next(it);
     }
-    for (;;) {
-      int flag = 0;
-      MPI_Status st;
-      MPI_Iprobe(0, MPI_ANY_TAG, cluster::comm(), &flag, &st);
-      if (!flag) break;
+    while (auto m = cluster::try_receive(0)) {
       got = true;
-      int count = 0;
-      MPI_Get_count(&st, MPI_BYTE, &count);
-      auto bytes = std::make_shared<std::string>(static_cast<std::size_t>(count), '\0');
-      MPI_Recv(bytes->data(), count, MPI_BYTE, 0, st.MPI_TAG, cluster::comm(), MPI_STATUS_IGNORE);
-      if (st.MPI_TAG == cluster::tag_withdraw) {
-        withdraw(*bytes);
-      } else if (st.MPI_TAG == cluster::tag_frames) {
-        take_frames(std::move(bytes));
+      if (m->tag == cluster::tag_withdraw) {
+        withdraw(m->bytes);
+      } else if (m->tag == cluster::tag_frames) {
+        take_frames(std::make_shared<const std::string>(std::move(m->bytes)));
       }
     }
     return got;
