@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "progress.hpp"
+#include "quote.hpp"
 
 namespace pools_run {
 
@@ -351,13 +352,19 @@ private:
   pools::ProcessTask add_job(const Finished& job) {
     auto name = "job " + std::to_string(job.seq);
     auto options = job_process_options(opts_.timeout, opts_.retries, job.seq);
-    if (!groups_) return pool_->add_process(std::move(name), job.command, std::move(options));
+    // A command the shell would only split into words runs without it: one exec, not two.
+    auto words = words_without_shell(job.command);
+    if (!groups_)
+      return words.empty() ? pool_->add_process(std::move(name), job.command, std::move(options))
+                           : pool_->add_process(std::move(name), std::move(words), std::move(options));
     // A failed job must fail its task for the group to see it; result()
     // still gives the exit status either way.
     options.check = true;
     auto group = group_template_->render_value(job.args, job.seq);
     // A job whose template gives an empty name belongs to no group: alone in one.
     if (group.empty()) group = fmt::format("\x01job {}", job.seq);
+    if (!words.empty())
+      return groups_->add_process(std::move(group), std::move(name), std::move(words), std::move(options));
     return groups_->add_process(std::move(group), std::move(name), job.command, std::move(options));
   }
 

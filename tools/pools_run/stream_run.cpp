@@ -19,6 +19,7 @@
 #include "halt.hpp"
 #include "job_stream.hpp"
 #include "pool_kinds.hpp"
+#include "quote.hpp"
 #include "runner.hpp"
 
 namespace pools_run {
@@ -164,8 +165,9 @@ private:
       try {
         auto po = job_process_options(hdr_.timeout, hdr_.retries, job.seq);
         const auto name = "job " + std::to_string(job.seq);
-        tasks_.push_back(job.argv.empty() ? pool_->add_process(name, job.command, std::move(po))
-                                          : pool_->add_process(name, job.argv, std::move(po)));
+        auto argv = job.argv.empty() ? words_without_shell(job.command) : job.argv;
+        tasks_.push_back(argv.empty() ? pool_->add_process(name, job.command, std::move(po))
+                                      : pool_->add_process(name, std::move(argv), std::move(po)));
         running_.push_back(std::move(r));
         return;
       } catch (const std::exception& e) {

@@ -288,6 +288,11 @@ test_errors() {
   check "missing executable: exit 1" "1" "$rc"
   check_contains "missing executable: the shell says so" "not found" "$err"
   check_contains "missing executable: accounted for" "2 succeeded, 1 failed" "$err"
+  # Commands without shell syntax run without the shell: the same outcome.
+  run -k --joblog direct.log cat ::: /dev/null /nonexistent-pools-run
+  check "run directly: exit status" "1" "$rc"
+  check_contains "run directly: the program's stderr" "/nonexistent-pools-run" "$err"
+  check "run directly: joblog Exitval" $'0\n1' "$(tail -n 2 direct.log | cut -f7)"
   # Binary junk: bytes 0-255 in many lines, one with a NUL.
   { printf 'echo before\n'; printf 'x\x01\x02\xff\xfe %%s \x1b[31m\n'; printf 'a\0b\n'
     head -c 3000 /dev/zero | tr '\0' '\377'; printf '\necho after\n'; } >junk.txt

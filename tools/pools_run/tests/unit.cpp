@@ -297,3 +297,18 @@ TEST_CASE("render_value substitutes without quoting and appends nothing") {
   CHECK(CommandTemplate("{3}").render_value({"x"}, 1).empty());
   CHECK(CommandTemplate("job{#}").render_value({"x"}, 7) == "job7");
 }
+
+TEST_CASE("commands the shell would only split run without it") {
+  using V = std::vector<std::string>;
+  CHECK(words_without_shell("/bin/true 17") == V{"/bin/true", "17"});
+  CHECK(words_without_shell("  ls\t-l  --color=never /tmp ") == V{"ls", "-l", "--color=never", "/tmp"});
+  CHECK(words_without_shell("gzip -9 a,b:c@d%e+f_g.h") == V{"gzip", "-9", "a,b:c@d%e+f_g.h"});
+  // Anything the shell would expand, redirect, quote or run itself keeps the shell.
+  for (const char* cmd : {"echo 1", "true", "cd /tmp", "exit 3", "if", "ls | wc", "ls > x", "ls $HOME",
+                          "ls 'a b'", "ls \"a\"", "ls a\\ b", "ls *", "ls ~", "ls #x", "A=1 ls", "ls;ls",
+                          "ls &", "ls\nls", "(ls)", "ls `x`", "ls {a,b}", "ls !x", "ls a?", "ls [ab]",
+                          "", "   ", "no-such-program-here 1", "/no/such/file", "./", "/etc/passwd"})
+    CHECK(words_without_shell(cmd).empty());
+  CHECK(runs_without_shell("ls"));
+  CHECK_FALSE(runs_without_shell("echo"));
+}
