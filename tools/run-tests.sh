@@ -93,6 +93,31 @@ run_suite() {
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
   report+=("$(printf '%-8s %4d passed, %d failed  (%ds)' "$name:" "$p" "$f" $((SECONDS - start)))")
+  [ "$f" -gt 0 ] && failed_tests "$name" "$dir/meson-logs/testlog.json"
+}
+
+# failed_tests NAME TESTLOG: adds each failed test and the end of its output to
+# the report, so the closing summary (the part of a CI log that is read) says
+# what failed and why.
+failed_tests() {
+  local line
+  while IFS= read -r line; do report+=("$line"); done < <(python3 - "$1" "$2" <<'PY'
+import json, sys
+suite, path = sys.argv[1], sys.argv[2]
+try:
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+except OSError as e:
+    print(f"  {suite}: cannot read {path}: {e}"); sys.exit()
+for line in lines:
+    t = json.loads(line)
+    if t.get("result") in ("OK", "SKIP", "EXPECTEDFAIL"):
+        continue
+    print(f"  {suite} FAILED: {t.get('name')} ({t.get('result')}, {t.get('duration', 0):.1f}s, exit {t.get('returncode')})")
+    out = (t.get("stdout") or "") + (t.get("stderr") or "")
+    for l in out.splitlines()[-25:]:
+        print(f"      | {l[:200]}")
+PY
+)
 }
 
 # check_installed DIR: installs DIR's build into a staging directory and builds
