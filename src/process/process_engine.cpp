@@ -1,14 +1,15 @@
 // The command engine: one Asio event loop per engine, on its own thread.
 //
 // Why it is built this way (see docs/process-pool.md):
-// - Every spawn happens on the loop's thread, with Boost.Process and vfork:
-//   the parent's page tables are not copied, and no other thread of ours ever
-//   forks, so no exit notification can be lost between threads.
+// - Children start with Boost.Process and vfork (the parent's page tables are
+//   not copied) on a few spawner threads: vfork holds the calling thread until
+//   the child has exec'ed, and the loop must go on draining pipes meanwhile.
+//   Every child is ours to reap, by pid: no exit status is lost between threads.
 // - Our pipes are made with O_CLOEXEC, so a child spawned at the same moment
 //   from another engine cannot inherit them (Boost.Process v1's pipes are not).
 // - A child's exit is seen through a pidfd, watched like any descriptor: no
 //   SIGCHLD handler, no thread blocked per child.
-// - The loop's thread blocks every signal, so a child starts with a clean mask
+// - The loop's and spawners' threads block every signal, so a child starts with a clean mask
 //   that we set ourselves, and a write to a closed stdin gives EPIPE rather
 //   than killing the program.
 #define BOOST_ASIO_DISABLE_CO_AWAIT 1
@@ -190,6 +191,14 @@ struct ChildSetup : bp::extend::handler {
   pid_t parent = 0;
   // The pid Boost.Process gives up on when it reports an error (to reap it).
   pid_t failed_pid = -1;
+  // Written by the child. Under a real vfork it shares our memory and we run
+  // again only once it has exec'ed or exited, so these tell at once what
+  // happened; reading the error pipe would wait a second time, until the
+  // kernel closes the child's close-on-exec descriptors after the exec. Under
+  // fork (ThreadSanitizer's substitute for vfork) child_ran stays false here.
+  std::atomic<bool> child_ran{false};
+  std::atomic<bool> child_failed{false};
+  ChildFailure failure{};
 
   template <class Executor>
   void on_setup(Executor& e) {
@@ -200,6 +209,7 @@ struct ChildSetup : bp::extend::handler {
 
   template <class Executor>
   void on_exec_setup(Executor&) {
+    child_ran.store(true, std::memory_order_relaxed);
     // Own process group: the whole command can be signalled at once, and a
     // Ctrl-C at the terminal reaches only us, who then decide.
     if (::setpgid(0, 0) != 0) fail(ChildStep::setpgid);
@@ -235,6 +245,8 @@ struct ChildSetup : bp::extend::handler {
 
   [[noreturn]] void fail(ChildStep step) {
     const ChildFailure f{errno, step};
+    failure = f;
+    child_failed.store(true, std::memory_order_relaxed);
     [[maybe_unused]] auto n = ::write(error_fd, &f, sizeof f);
     ::_exit(127);
   }
@@ -306,15 +318,20 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
     out.error = fmt::format("cannot start a process: {}", ec.message());
     return out;
   }
-  ChildFailure failure{};
-  ssize_t got;
-  do {
-    got = ::read(error_r.fd, &failure, sizeof failure);  // EOF at once after a good exec
-  } while (got < 0 && errno == EINTR);
-  if (got == sizeof failure) {
+  bool failed = false;
+  if (setup.child_ran.load(std::memory_order_relaxed)) {
+    failed = setup.child_failed.load(std::memory_order_relaxed);
+  } else {
+    ssize_t got;
+    do {
+      got = ::read(error_r.fd, &setup.failure, sizeof setup.failure);  // EOF after a good exec
+    } while (got < 0 && errno == EINTR);
+    failed = got == sizeof setup.failure;
+  }
+  if (failed) {
     ::waitpid(child.id(), nullptr, 0);  // it exited with 127
     child.detach();
-    out.error = describe_child_failure(failure, exe, o);
+    out.error = describe_child_failure(setup.failure, exe, o);
     return out;
   }
   out.pid = child.id();
@@ -344,6 +361,8 @@ public:
         }
       }
     }
+    // Notified after unlocking: the woken thread does not wait for our lock.
+    lock.unlock();
     cv_.notify_one();
   }
 

@@ -1,6 +1,6 @@
-// The event loop that runs commands: one thread spawns every child (Boost.Process,
-// vfork), drains its stdout and stderr, feeds its stdin and notices its exit
-// (a pidfd), for any number of children at once. Boost.Process and Asio stay
+// The event loop that runs commands: one thread drains every child's stdout and
+// stderr, feeds its stdin and notices its exit (a pidfd), for any number of
+// children at once; a few spawner threads start them (Boost.Process, vfork). Boost.Process and Asio stay
 // inside process_engine.cpp: they are costly to compile.
 #pragma once
 
