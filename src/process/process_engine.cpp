@@ -565,7 +565,7 @@ void ProcessEngine::Impl::Job::begin() {
                         self->in.close(ignored);
                       });
   }
-  watch_exit();
+  // The exit is watched once the pipes are closed (see stream_closed).
   const ProcessOptions& o = node->spec.options;
   if (o.timeout.count() > 0) {
     timer.expires_after(o.timeout);
@@ -688,7 +688,14 @@ void ProcessEngine::Impl::Job::on_timer(const boost::system::error_code& ec) {
 }
 
 void ProcessEngine::Impl::Job::stream_closed() {
-  --open_streams;
+  // A command is done when its pipes are closed and it has exited. Its pipes
+  // close as it exits, so by the time we see that, it has nearly always
+  // exited too: reaped here, without a pidfd to make, watch and wake us.
+  if (--open_streams == 0 && !exited) {
+    reap();  // ends in maybe_done once it has exited
+    if (!exited) watch_exit();
+    return;
+  }
   maybe_done();
 }
 
