@@ -9,7 +9,8 @@
 //   from another engine cannot inherit them (Boost.Process v1's pipes are not).
 // - A child's exit is seen through a pidfd, watched like any descriptor: no
 //   SIGCHLD handler, no thread blocked per child.
-// - The loop's and spawners' threads block every signal, so a child starts with a clean mask
+// - The loop's and spawners' threads block every signal (the spawners all but
+//   SIGCHLD, see Spawners::start_thread), so a child starts with a clean mask
 //   that we set ourselves, and a write to a closed stdin gives EPIPE rather
 //   than killing the program.
 #define BOOST_ASIO_DISABLE_CO_AWAIT 1
@@ -33,6 +34,8 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -380,6 +383,11 @@ private:
   void start_thread() {
     sigset_t all, old;
     sigfillset(&all);
+    // But SIGCHLD: the kernel sends a child's exit signal to the thread that
+    // started it, and drops it at once when that thread does not block it and
+    // its action is the default (ignore). Blocked, it would wake another
+    // thread of the program for every command, only to be ignored there.
+    sigdelset(&all, SIGCHLD);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     try {
       threads_.emplace_back([this] { loop(); });
@@ -841,6 +849,12 @@ ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   try {
     thread = std::thread([this] {
+      // Not woken ahead of what runs: a command closes its pipes and exits in
+      // steps, and a loop that preempted it at each step would wake once per
+      // step instead of once for all of them. SCHED_BATCH only gives up that
+      // wakeup preemption (same nice value); if it cannot be set, no harm.
+      sched_param normal{};
+      ::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &normal);
       auto guard = asio::make_work_guard(io);
       io.run();
     });
