@@ -274,6 +274,10 @@ protected:
 
   /// Discards a task the pool will not run and throws pools::Error saying why.
   [[noreturn]] void refuse(detail::TaskState* s);
+  /// Discards a task that could not be queued (the caller then rethrows why):
+  /// observers hear it was dropped, it completes as cancelled, and the pool's
+  /// reference goes.
+  void drop_unqueued(detail::TaskState* s) noexcept;
 
   /// Marks the pool as no longer accepting work. True for the first caller.
   /// seq_cst, as accepting(): a submitter counts its task and then checks

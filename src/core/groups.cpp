@@ -3,6 +3,7 @@
 // node's completion hands on the next one, or skips the rest after a failure.
 #include <pools/groups.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <list>
 #include <map>
@@ -31,6 +32,10 @@ struct Group {
   std::string failed_task;      // the failure that stopped it
   std::uint64_t failed_id = 0;
   GroupReport report;           // counts and names (running and waiting are filled in later)
+  // Task ids of report.skipped_tasks, kept sorted: tasks are skipped together
+  // but their completions are accounted in any order, and the report lists
+  // them in the order they were added (ids grow with each add).
+  std::vector<std::uint64_t> skipped_ids;
 };
 
 enum class EntryState : unsigned char {
@@ -263,9 +268,13 @@ void on_final(void* arg, TaskState* s) noexcept {
     switch (outcome) {
       case Outcome::succeeded: ++r.succeeded; break;
       case Outcome::skipped:
+      {
         ++r.skipped;
-        r.skipped_tasks.push_back(name);
+        const auto at = std::upper_bound(g.skipped_ids.begin(), g.skipped_ids.end(), s->id);
+        r.skipped_tasks.insert(r.skipped_tasks.begin() + (at - g.skipped_ids.begin()), name);
+        g.skipped_ids.insert(at, s->id);
         break;
+      }
       case Outcome::cancelled:
         ++r.cancelled;
         r.cancelled_tasks.push_back(name);

@@ -29,11 +29,15 @@ PoolBase::PoolBase(std::string name, PoolKind kind)
       kind_(kind),
       crosses_processes_(kind == PoolKind::multiprocess || kind == PoolKind::cluster) {}
 
-void PoolBase::submit_remote(TaskState* s, detail::RemoteCall*) {
+void PoolBase::drop_unqueued(TaskState* s) noexcept {
   if (detail::hooks_active()) [[unlikely]] notify_dropped(s);
   s->ops->discard(s);
   detail::complete(s, TaskStatus::cancelled);
   detail::release(s);
+}
+
+void PoolBase::submit_remote(TaskState* s, detail::RemoteCall*) {
+  drop_unqueued(s);
   throw Error(fmt::format("{} pool '{}' cannot run encoded calls", to_string(kind_), name_));
 }
 

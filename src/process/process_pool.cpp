@@ -64,10 +64,7 @@ void ProcessPool::submit(TaskState* s) {
   try {
     f = &functions();
   } catch (...) {
-    if (hooks_active()) notify_dropped(s);
-    s->ops->discard(s);
-    complete(s, TaskStatus::cancelled);
-    release(s);
+    drop_unqueued(s);
     throw;
   }
   f->submit(s);

@@ -101,10 +101,7 @@ void RemotePool::submit_process(TaskState* s) {
   try {
     call = make_command_call(static_cast<ProcessNode*>(s));
   } catch (...) {
-    if (hooks_active()) notify_dropped(s);
-    s->ops->discard(s);
-    complete(s, TaskStatus::cancelled);
-    release(s);
+    drop_unqueued(s);
     throw;
   }
   submit_remote(s, call);
