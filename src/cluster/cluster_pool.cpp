@@ -787,8 +787,11 @@ void stop_cluster_at_exit() noexcept {
   const int size = cluster::world_size();
   std::vector<bool> gone(static_cast<std::size_t>(size), false);
   bool lost = false;
+  // The stop says whether a rank was lost: the others then leave without
+  // MPI_Finalize too, which would wait for the lost one (see finish_mpi).
+  const bool lost_before = engine && engine->any_lost();
   std::string stop;
-  wire::append_frame(stop, FrameKind::stop, 0, {});
+  wire::append_frame(stop, FrameKind::stop, 0, lost_before ? std::string_view("\1", 1) : std::string_view());
   int waiting = size - 1;
   for (int r = 1; r < size; ++r) {
     if (engine && engine->lost(r)) {  // nobody to tell

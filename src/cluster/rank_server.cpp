@@ -40,6 +40,9 @@ using Clock = std::chrono::steady_clock;
 using wire::FrameKind;
 using cluster::mpi_lock;
 
+// How long MPI_Finalize may take at the end before the rank leaves without it.
+constexpr auto finalize_limit = std::chrono::seconds(30);
+
 // A call frame waiting to run; its payload lives in the message it came in.
 struct Job {
   wire::FrameHeader header;
@@ -90,7 +93,15 @@ public:
       sends_.clear();
     }
     std::fflush(nullptr);
-    cluster::finish_mpi(false);
+    // MPI_Finalize waits for every rank; should one die after the stop was
+    // sent, it would wait forever (under --enable-recovery): leave after a while.
+    std::thread([] {
+      std::this_thread::sleep_for(finalize_limit);
+      write_line(fmt::format("worker rank {}: MPI_Finalize did not return within {} s; leaving "
+                             "without it", cluster::rank(), finalize_limit.count()));
+      std::_Exit(0);
+    }).detach();
+    cluster::finish_mpi(peers_lost_);
     std::exit(0);
   }
 
@@ -157,6 +168,7 @@ private:
             break;
           case FrameKind::stop:
             stopping_ = true;
+            peers_lost_ = !payload.empty() && payload[0] == 1;
             break;
           default:
             throw wire::WireError(
@@ -275,6 +287,7 @@ private:
   std::deque<Job> queue_;
   unsigned running_ = 0;
   bool stopping_ = false;
+  bool peers_lost_ = false;  // the stop said a rank was lost: no MPI_Finalize
   std::list<Out> sends_;  // under mpi_lock
   Clock::time_point last_sent_{};  // under mpi_lock
   std::mutex done_mutex_;
