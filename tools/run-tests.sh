@@ -93,7 +93,8 @@ run_suite() {
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
   report+=("$(printf '%-8s %4d passed, %d failed  (%ds)' "$name:" "$p" "$f" $((SECONDS - start)))")
-  [ "$f" -gt 0 ] && failed_tests "$name" "$dir/meson-logs/testlog.json"
+  if [ "$f" -gt 0 ]; then failed_tests "$name" "$dir/meson-logs/testlog.json"; fi
+  return 0
 }
 
 # failed_tests NAME TESTLOG: adds each failed test and the end of its output to
