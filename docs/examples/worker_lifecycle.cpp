@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -37,6 +38,10 @@ int main(int argc, char** argv) {
   mp.on_start = warm_cache;
   pools::PoolBase& warm = pools::get_multiprocess_pool("warm", mp);
   const int pid_before = warm.add_task("pid", worker_pid).wait_return();
+  // It is `starting` until every worker process has run on_start (one task
+  // done says only that one has).
+  while (warm.state() == pools::PoolState::starting)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 
   // The end of a stage: wait for everything, close the thread-kind pools,
   // keep the worker processes.
