@@ -233,6 +233,21 @@ TEST_CASE("commands: a command that cannot start fails only its task, saying why
     fs::permissions(script, fs::perms::owner_read | fs::perms::owner_write);
     require_cannot_start(pool, {script}, {"permission denied", "not executable", "eacces"});
   }
+  SECTION("PATH is searched as execvp does: past a file that is not executable") {
+    fs::create_directories(dir.path / "first");
+    fs::create_directories(dir.path / "second");
+    { std::ofstream(dir / "first/pools-test-prog") << "#!/bin/sh\necho first\n"; }
+    { std::ofstream(dir / "second/pools-test-prog") << "#!/bin/sh\necho second\n"; }
+    fs::permissions(dir / "first/pools-test-prog", fs::perms::owner_read | fs::perms::owner_write);
+    fs::permissions(dir / "second/pools-test-prog",
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
+    pools::ProcessOptions options;
+    options.env["PATH"] = (dir / "first") + ":" + (dir / "second") + ":/bin:/usr/bin";
+    CHECK(pool.add_process("", {"pools-test-prog"}, options).wait_return() == "second\n");
+    // Found, but only where it cannot run: said so, not "not found".
+    options.env["PATH"] = (dir / "first") + ":/bin:/usr/bin";
+    require_cannot_start(pool, {"pools-test-prog"}, {"permission denied"}, options);
+  }
   SECTION("a working directory that does not exist") {
     pools::ProcessOptions options;
     options.cwd = dir / "no-such-dir";

@@ -56,6 +56,7 @@
 
 #include "core/diag.hpp"
 #include "process/process_node.hpp"
+#include "process/program_path.hpp"
 #include "process/termination_signals.hpp"
 
 extern char** environ;
@@ -129,21 +130,11 @@ std::string find_on_path(const std::string& name, const ProcessOptions& o, std::
     found.erase(it);
   }
   bool denied = false;
-  for (;;) {
-    const std::size_t colon = dirs.find(':');
-    std::string_view dir = dirs.substr(0, colon);
-    std::string candidate = fmt::format("{}/{}", dir.empty() ? "." : dir, name);
-    struct stat st {};
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      if (::access(candidate.c_str(), X_OK) == 0) {
-        if (found.size() > 1024) found.clear();
-        found.emplace(std::move(key), candidate);
-        return candidate;
-      }
-      denied = true;
-    }
-    if (colon == std::string_view::npos) break;
-    dirs.remove_prefix(colon + 1);
+  std::string file = search_path(name, dirs, &denied);
+  if (!file.empty()) {
+    if (found.size() > 1024) found.clear();
+    found.emplace(std::move(key), file);
+    return file;
   }
   why = denied ? "permission denied (found on PATH, but not executable)"
                : fmt::format("command not found (PATH={})", path ? path : "/bin:/usr/bin");

@@ -1,5 +1,7 @@
 #include "quote.hpp"
 
+#include "process/program_path.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,21 +49,11 @@ bool directly_executable(const std::string& path) {
          (n == 4 && head[0] == '\x7f' && head[1] == 'E' && head[2] == 'L' && head[3] == 'F');
 }
 
+// The first match on PATH is what the shell would run; whether it can is decided there.
 bool found_and_executable(const std::string& program) {
-  if (program.find('/') != std::string::npos) return directly_executable(program);
   const char* path = std::getenv("PATH");
-  std::string_view dirs = path ? path : "/bin:/usr/bin";
-  for (;;) {
-    const std::size_t colon = dirs.find(':');
-    const std::string_view dir = dirs.substr(0, colon);
-    std::string candidate = std::string(dir.empty() ? "." : dir) + "/" + program;
-    struct stat st {};
-    // The first match is what the shell would run; whether it can is decided there.
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
-      return directly_executable(candidate);
-    if (colon == std::string_view::npos) return false;
-    dirs.remove_prefix(colon + 1);
-  }
+  const std::string file = pools::detail::search_path(program, path ? path : "/bin:/usr/bin");
+  return !file.empty() && directly_executable(file);
 }
 }  // namespace
 
