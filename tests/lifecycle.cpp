@@ -503,6 +503,45 @@ TEST_CASE("close_pools_now: a multiprocess pool kills its workers; the running t
   CHECK(contains(err.text(), "multiprocess pool 'now processes' was closed at once: 3 queued"));
 }
 
+// Tasks whose handles were dropped: the fast close's one line lists them, in
+// the order they were added, and none is reported again as a failure that
+// nobody waited for.
+TEST_CASE("close_pools_now names each dropped task once and in add order",
+          "[multiprocess][process]") {
+  TempDir dir("lifecycle-now-once");
+  const bool commands = GENERATE(false, true);
+  INFO((commands ? "process pool" : "multiprocess pool"));
+  pools::MultiprocessOptions o;
+  o.workers = 1;
+  pools::PoolBase& pool = commands ? pools::get_process_pool("now once commands", 1)
+                                   : pools::get_multiprocess_pool("now once processes", o);
+  if (commands) {
+    pool.add_process("sleeper", pools_test::helper({"sleep", "3600", dir / "started"}));
+  } else {
+    pool.add_task("sleeper", mark_and_sleep, dir / "started");
+  }
+  for (int i = 1; i <= 12; ++i) {
+    if (commands) {
+      pool.add_process("queued " + std::to_string(i), pools_test::helper({"sleep", "0"}));
+    } else {
+      pool.add_task("queued " + std::to_string(i), my_pid);
+    }
+  }
+  REQUIRE(wait_until([&] { return fs::exists(dir / "started"); }));
+  CaptureStderr err(dir / "stderr");
+  pools::close_pools_now();
+  const std::string text = err.text();
+  INFO(text);
+  CHECK(contains(text, "12 queued tasks cancelled: 'queued 1' (id "));
+  CHECK(contains(text, "'queued 10' (id "));
+  CHECK(contains(text, " and 2 more; 1 running task stopped: 'sleeper' (id "));
+  CHECK_FALSE(contains(text, "'queued 11'"));
+  CHECK_FALSE(contains(text, "nobody waited"));
+  // In add order: 'queued 2' comes right after 'queued 1'.
+  const auto first = text.find("'queued 1' (id ");
+  CHECK(text.find("'queued 2' (id ", first) == text.find("), ", first) + 3);
+}
+
 TEST_CASE("shutdown(ShutdownMode::now) closes one pool; the others keep running",
           "[thread]") {
   auto& keep = pools::get_thread_pool("now keep", 1);

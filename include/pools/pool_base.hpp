@@ -373,7 +373,7 @@ private:
   std::atomic<PoolState> state_{PoolState::starting};
   struct AtClose {
     std::size_t count = 0;
-    std::vector<std::string> names;  // the first ten
+    std::vector<std::pair<std::uint64_t, std::string>> names;  // the ten lowest ids, with names
   };
   AtClose at_close_[2];  // cancelled queued tasks, stopped running ones; under failures_mutex_
 };

@@ -2,6 +2,7 @@
 // hooks, failing tasks a broken pool will not run, and the fast close's report.
 #include <pools/pool_base.hpp>
 
+#include <algorithm>
 #include <new>
 
 #include <fmt/core.h>
@@ -71,12 +72,21 @@ bool PoolBase::cancel_at_close(TaskState* s) noexcept {
 }
 
 void PoolBase::note_at_close(TaskState* s, bool was_running) noexcept {
+  // The close's one line names it: not again as a failure nobody waited for.
+  s->status.fetch_or(detail::reported_bit, std::memory_order_acq_rel);
   std::lock_guard lock(failures_mutex_);
   AtClose& list = at_close_[was_running ? 1 : 0];
   ++list.count;
-  if (list.names.size() < 10) {
+  // The line names the ten added first (lowest ids), whatever order they end in.
+  auto highest = std::max_element(list.names.begin(), list.names.end());
+  if (list.names.size() < 10 || s->id < highest->first) {
     try {
-      list.names.push_back(fmt::format("'{}' (id {})", detail::task_name(s), s->id));
+      std::string name = fmt::format("'{}' (id {})", detail::task_name(s), s->id);
+      if (list.names.size() < 10) {
+        list.names.emplace_back(s->id, std::move(name));
+      } else {
+        *highest = {s->id, std::move(name)};
+      }
     } catch (...) {
     }
   }
@@ -92,10 +102,11 @@ void PoolBase::report_cancelled_at_close() noexcept {
   try {
     std::string line = fmt::format("{} pool '{}' was closed at once:", to_string(kind_), name_);
     for (int i = 0; i < 2; ++i) {
-      const AtClose& l = lists[i];
+      AtClose& l = lists[i];
       if (l.count == 0) continue;
+      std::sort(l.names.begin(), l.names.end());
       std::string names;
-      for (const std::string& n : l.names) names += (names.empty() ? "" : ", ") + n;
+      for (const auto& [id, n] : l.names) names += (names.empty() ? "" : ", ") + n;
       if (l.count > l.names.size()) names += fmt::format(" and {} more", l.count - l.names.size());
       line += fmt::format("{} {} {} task{} {}: {}", i == 1 && lists[0].count ? ";" : "", l.count,
                           i == 0 ? "queued" : "running", l.count == 1 ? "" : "s",

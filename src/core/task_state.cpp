@@ -33,12 +33,16 @@ const std::string& task_name(const TaskState* s) noexcept {
 }
 
 void complete(TaskState* s, TaskStatus final_status) noexcept {
-  // The waiter bit is dropped: nobody needs to sleep on a final task.
+  // The waiter bit is dropped: nobody needs to sleep on a final task. The
+  // reported bit stays (a fast close that lists the task sets it beforehand).
   // seq_cst: a helper that announced itself as a sleeper and then reads the
   // status, and this store followed by the continuation's sleeper check,
   // form a Dekker pair (see ThreadPool::Context::help_until_final).
-  const std::uint32_t old = s->status.exchange(static_cast<std::uint32_t>(final_status),
-                                               std::memory_order_seq_cst);
+  std::uint32_t old = s->status.load(std::memory_order_relaxed);
+  while (!s->status.compare_exchange_weak(
+      old, static_cast<std::uint32_t>(final_status) | (old & reported_bit),
+      std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  }
   if (old & waiter_bit) futex_wake(s->status, INT32_MAX);
   Continuation* list = s->continuations.exchange(closed_list, std::memory_order_acq_rel);
   while (list) {
@@ -131,7 +135,7 @@ bool try_start(TaskState* s) noexcept {
   for (;;) {
     if (static_cast<TaskStatus>(v & status_mask) != TaskStatus::pending) return false;
     // Keep the waiter bit so complete() wakes whoever sleeps.
-    if (s->status.compare_exchange_weak(v, (v & waiter_bit) | std::uint32_t(TaskStatus::running),
+    if (s->status.compare_exchange_weak(v, (v & (waiter_bit | reported_bit)) | std::uint32_t(TaskStatus::running),
                                         std::memory_order_acq_rel, std::memory_order_acquire))
       return true;
   }

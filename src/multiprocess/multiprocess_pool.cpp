@@ -526,8 +526,13 @@ struct MultiprocessPool::Loop {
                   : fmt::format("worker process {} of multiprocess pool '{}' died while running "
                                 "{}: {}",
                                 w.pid, pool.name(), names, how);
-          pool.fail_unit(head, std::make_exception_ptr(
-                              WorkerLost(what, w.pid, exit.signal, exit.exit_status, w.timed_out)));
+          auto error = std::make_exception_ptr(
+              WorkerLost(what, w.pid, exit.signal, exit.exit_status, w.timed_out));
+          if (workers_killed) {
+            pool.fail_unit_stopped_at_close(head, error);
+          } else {
+            pool.fail_unit(head, error);
+          }
           w.in_flight.pop_front();
         }
       }

@@ -219,6 +219,13 @@ void RemotePool::fail_unit(RemoteUnit& u, const std::exception_ptr& error) {
   });
 }
 
+void RemotePool::fail_unit_stopped_at_close(RemoteUnit& u, const std::exception_ptr& error) {
+  u.for_each([&](TaskState* t, RemoteCall*) {
+    if (u.claimed || t->load_status() == TaskStatus::pending) note_at_close(t, true);  // not one cancelled meanwhile
+  });
+  fail_unit(u, error);
+}
+
 void RemotePool::cancel_unit(RemoteUnit& u, const std::string& why) {
   u.for_each([&](TaskState* t, RemoteCall* c) {
     if (!u.claimed) {

@@ -81,6 +81,9 @@ public:
   /// Fails every call of u with error (unclaimed ones that were cancelled
   /// are dropped instead).
   void fail_unit(RemoteUnit& u, const std::exception_ptr& error);
+  /// fail_unit for the unit a worker was running when the fast close killed
+  /// it: its tasks are listed with the close (report_cancelled_at_close).
+  void fail_unit_stopped_at_close(RemoteUnit& u, const std::exception_ptr& error);
   /// shutdown_now: cancels u's calls; `why` names the pool's fast close.
   void cancel_unit(RemoteUnit& u, const std::string& why);
 

@@ -34,7 +34,7 @@ inline constexpr std::uint32_t status_mask = 0x7;
 inline constexpr std::uint32_t waiter_bit = 0x8;     // a thread sleeps on status
 inline constexpr std::uint32_t observed_bit = 0x10;  // a wait saw the failure
 inline constexpr std::uint32_t taken_bit = 0x20;     // a move-only result was moved out
-inline constexpr std::uint32_t reported_bit = 0x40;  // an unobserved failure was reported
+inline constexpr std::uint32_t reported_bit = 0x40;  // an unobserved failure was reported, or a fast close listed the task
 
 constexpr bool is_final(TaskStatus s) noexcept { return s >= TaskStatus::succeeded; }
 
