@@ -104,6 +104,19 @@ int mode_rank_threads(const char* dir) {
   return 0;
 }
 
+// Rank 0 dies after a round trip (and again while the ranks are idle, before
+// any pool, with "early"): under --enable-recovery the worker ranks must
+// notice by themselves and leave, or the job would never end.
+int mode_kill_rank0(bool early) {
+  if (!early) {
+    auto& pool = pools::global_cluster_pool();
+    std::printf("rank 0 got %d\n", pool.add_task("square", square, 7).wait_return());
+  }
+  std::fflush(stdout);
+  ::raise(SIGKILL);
+  return fail("rank 0 outlived SIGKILL");
+}
+
 // Rank 0 asks for the cluster pool while another rank runs another program.
 int mode_mismatch() {
   try {
@@ -123,7 +136,8 @@ int main(int argc, char** argv) {
   if (mode == "squares") return mode_squares();
   if (mode == "kill-rank") return mode_kill_rank();
   if (mode == "mismatch") return mode_mismatch();
+  if (mode == "kill-rank0") return mode_kill_rank0(argc > 2 && std::string_view(argv[2]) == "early");
   if (mode == "rank-threads" && argc > 2) return mode_rank_threads(argv[2]);
-  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|mismatch|rank-threads DIR\n");
+  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|kill-rank0 [early]|mismatch|rank-threads DIR\n");
   return 2;
 }

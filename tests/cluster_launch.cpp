@@ -8,6 +8,7 @@
 
 #include <pools/pools.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ std::string helper() { return pools_test::env_path("POOLS_CLUSTER_HELPER"); }
 pools::ProcessResult run(std::vector<std::string> argv, std::map<std::string, std::string> env = {}) {
   pools::ProcessOptions o;
   o.check = false;
+  o.timeout = std::chrono::seconds(120);  // a job that hangs fails its test (timed_out)
   o.env = std::move(env);
   o.env["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
   o.env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
@@ -74,6 +76,20 @@ TEST_CASE("cluster launch: under --enable-recovery a dead rank fails its task wi
   CHECK_THAT(r.stdout_text, Catch::Contains("task 'victim'"));
   // The 200 tasks after it ran on the surviving rank: 0+1+4+...+199^2.
   CHECK_THAT(r.stdout_text, Catch::Contains("after: sum 2646700, lost 0"));
+}
+
+TEST_CASE("cluster launch: under --enable-recovery the worker ranks leave when rank 0 dies",
+          "[cluster]") {
+  const bool early = GENERATE(false, true);
+  INFO((early ? "rank 0 dies before any cluster pool" : "rank 0 dies after a task"));
+  std::vector<std::string> argv{"mpirun", "--enable-recovery", "-x", "POOLS_CLUSTER_SILENCE_MS",
+                                "-np", "3", helper(), "kill-rank0"};
+  if (early) argv.push_back("early");
+  const auto r = run(argv, {{"POOLS_CLUSTER_SILENCE_MS", "1500"}});
+  CHECK_FALSE(r.timed_out);  // before: the worker ranks waited for rank 0 forever
+  if (!early) CHECK_THAT(r.stdout_text, Catch::Contains("rank 0 got 49"));
+  CHECK_THAT(r.stderr_text, Catch::Contains("worker rank 1: rank 0 sent nothing for"));
+  CHECK_THAT(r.stderr_text, Catch::Contains("worker rank 2: rank 0 sent nothing for"));
 }
 
 TEST_CASE("cluster launch: ranks that run different programs are refused clearly", "[cluster]") {

@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <list>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include <fmt/core.h>
@@ -88,16 +91,6 @@ std::string where(const Peer& p) {
   return fmt::format("rank {} on {} (pid {})", p.node.rank, p.node.host, p.node.pid);
 }
 
-std::chrono::milliseconds silence_from_env(std::chrono::milliseconds fallback) {
-  const char* v = std::getenv("POOLS_CLUSTER_SILENCE_MS");
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  const long ms = std::strtol(v, &end, 10);
-  if (*end || ms <= 0)
-    throw Error(fmt::format("POOLS_CLUSTER_SILENCE_MS='{}' is not a positive number of ms", v));
-  return std::chrono::milliseconds(ms);
-}
-
 }  // namespace
 
 /// Rank 0's side of the job: the worker ranks, and the one thread that talks
@@ -107,7 +100,7 @@ std::chrono::milliseconds silence_from_env(std::chrono::milliseconds fallback) {
 class ClusterEngine {
 public:
   static ClusterEngine& instance();
-  static ClusterEngine* existing() noexcept { return the_engine; }
+  static ClusterEngine* existing() noexcept { return the_engine.load(std::memory_order_acquire); }
 
   std::size_t worker_ranks() const noexcept { return peers_.size(); }
   const std::string& mismatch() const noexcept { return mismatch_; }
@@ -156,7 +149,7 @@ private:
   void post_send(int to, int tag, std::string bytes);
   void note_busy() noexcept;
 
-  static inline ClusterEngine* the_engine = nullptr;
+  static inline std::atomic<ClusterEngine*> the_engine{nullptr};
 
   std::vector<Peer> peers_;  // index i: rank i + 1
   std::string mismatch_;     // why the ranks cannot serve (empty: they can)
@@ -166,6 +159,7 @@ private:
   std::chrono::milliseconds silence_limit_;
   Clock::time_point next_check_{};
   bool any_lost_ = false;
+  const bool recovery_ = cluster::recovery_enabled();  // send rank 0's heartbeats
 
   std::mutex incoming_mutex_;
   std::vector<Unit> incoming_;
@@ -184,11 +178,11 @@ ClusterEngine& ClusterEngine::instance() {
   // Made on first use, under the registry's lock (get_cluster_pool) or
   // cluster_nodes' own; never destroyed (stop() runs at exit).
   static std::once_flag once;
-  std::call_once(once, [] { the_engine = new ClusterEngine; });
-  return *the_engine;
+  std::call_once(once, [] { the_engine.store(new ClusterEngine, std::memory_order_release); });
+  return *the_engine.load(std::memory_order_relaxed);
 }
 
-ClusterEngine::ClusterEngine() : silence_limit_(silence_from_env(ClusterOptions{}.silence_limit)) {
+ClusterEngine::ClusterEngine() : silence_limit_(cluster::silence_from_env(ClusterOptions{}.silence_limit)) {
   peers_.resize(static_cast<std::size_t>(cluster::world_size() - 1));
   for (std::size_t i = 0; i < peers_.size(); ++i) peers_[i].node.rank = static_cast<int>(i + 1);
   gather_hellos();
@@ -593,10 +587,17 @@ void ClusterEngine::lose(Peer& p, Clock::time_point now) {
   p.outbox.clear();
 }
 
+// Holding mpi_lock: rank 0's heartbeats skip the ranks it lost.
+static bool lost_rank(int rank) {
+  const ClusterEngine* e = ClusterEngine::existing();
+  return e && e->lost(rank);
+}
+
 void ClusterEngine::check_peers() {
   const auto now = Clock::now();
   if (now < next_check_) return;
   next_check_ = now + std::chrono::milliseconds(5);
+  if (recovery_) cluster::send_heartbeats_from_rank0(&lost_rank);
   for (Peer& p : peers_) {
     if (p.lost || !p.ready) continue;
     if (!p.in_flight.empty() && now - p.last_heard > silence_limit_) {
@@ -670,7 +671,10 @@ void ClusterEngine::run() noexcept {
       lock.unlock();
       {
         std::unique_lock w(incoming_mutex_);
-        wake_cv_.wait_for(w, std::chrono::seconds(1), [&] { return wake_ || stopping_.load(); });
+        // Under --enable-recovery, rank 0's heartbeats are due every 250 ms.
+        const auto nap = recovery_ ? std::chrono::milliseconds(cluster::heartbeat_interval)
+                                   : std::chrono::milliseconds(1000);
+        wake_cv_.wait_for(w, nap, [&] { return wake_ || stopping_.load(); });
         wake_ = false;
       }
       sleeping_.store(false, std::memory_order_seq_cst);
@@ -777,10 +781,45 @@ namespace {
 
 bool cluster_started = false;  // rank 0 of an MPI job with worker ranks
 
+// Under --enable-recovery the worker ranks must be able to tell that rank 0
+// died (see rank_server.cpp): rank 0 sends heartbeats from pools::init on,
+// before any cluster pool exists, until exit. (Once the engine's thread runs,
+// it sends them too: it may hold mpi_lock for long stretches while busy.)
+struct Rank0Heartbeats {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread thread;
+
+  void start() {
+    thread = std::thread([this] {
+      sigset_t all;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals go to the program's threads
+      std::unique_lock l(mutex);
+      while (!cv.wait_for(l, std::chrono::milliseconds(100), [&] { return stop; })) {
+        std::lock_guard lock(mpi_lock());
+        cluster::send_heartbeats_from_rank0(&lost_rank);
+      }
+    });
+  }
+  void finish() noexcept {
+    if (!thread.joinable()) return;
+    {
+      std::lock_guard l(mutex);
+      stop = true;
+    }
+    cv.notify_all();
+    thread.join();
+  }
+};
+Rank0Heartbeats* rank0_heartbeats = nullptr;  // never destroyed: used at exit
+
 // At exit, after the pools closed (registered before any pool, so it runs
 // after the registry's handler): stops the communication thread, tells every
 // worker rank to stop, waits for their byes, and finalizes MPI.
 void stop_cluster_at_exit() noexcept {
+  if (rank0_heartbeats) rank0_heartbeats->finish();  // the stop below says more
   ClusterEngine* engine = ClusterEngine::existing();
   if (engine) engine->stop();
   std::lock_guard lock(mpi_lock());
@@ -850,6 +889,10 @@ void start_cluster(int& argc, char**& argv) {
   if (cluster::world_size() < 2) return;  // no worker ranks: the fallback
   cluster_started = true;
   std::atexit(&stop_cluster_at_exit);
+  if (cluster::recovery_enabled()) {
+    rank0_heartbeats = new Rank0Heartbeats;
+    rank0_heartbeats->start();
+  }
 }
 
 bool cluster_available() noexcept { return cluster_started; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string_view>
 
 #include <fmt/core.h>
 
@@ -81,6 +82,36 @@ std::optional<Message> try_receive(int source) {
 }
 
 bool mpi_running() noexcept { return session().running; }
+
+bool recovery_enabled() noexcept {
+  const char* v = std::getenv("OMPI_MCA_orte_enable_recovery");
+  return v && (std::string_view(v) == "1" || std::string_view(v) == "true");
+}
+
+std::chrono::milliseconds silence_from_env(std::chrono::milliseconds fallback) {
+  const char* v = std::getenv("POOLS_CLUSTER_SILENCE_MS");
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long ms = std::strtol(v, &end, 10);
+  if (*end || ms <= 0)
+    throw Error(fmt::format("POOLS_CLUSTER_SILENCE_MS='{}' is not a positive number of ms", v));
+  return std::chrono::milliseconds(ms);
+}
+
+void send_heartbeats_from_rank0(bool (*skip)(int rank)) noexcept {
+  static std::chrono::steady_clock::time_point last{};  // under mpi_lock
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last < heartbeat_interval) return;
+  last = now;
+  static const char nothing = 0;
+  for (int r = 1; r < world_size(); ++r) {
+    if (skip && skip(r)) continue;
+    // Fire and forget: an empty message, nothing to keep alive until it is sent.
+    MPI_Request request;
+    if (MPI_Isend(&nothing, 0, MPI_BYTE, r, tag_heartbeat, comm(), &request) == MPI_SUCCESS)
+      MPI_Request_free(&request);
+  }
+}
 
 void finish_mpi(bool peers_lost) noexcept {
   Session& s = session();

@@ -27,8 +27,23 @@ enum Tag : int {
   tag_withdraw = 3,   // rank 0 -> worker: u64 task ids to drop if not started
 };
 
-/// A worker rank that sent nothing for this long sends a heartbeat.
+/// A worker rank that sent nothing for this long sends a heartbeat; under
+/// --enable-recovery rank 0 sends every worker rank one this often.
 inline constexpr auto heartbeat_interval = std::chrono::milliseconds(250);
+
+/// True when mpirun runs the job with --enable-recovery: a dead rank does not
+/// end the job, so the ranks must notice it themselves.
+bool recovery_enabled() noexcept;
+
+/// How long a silent peer is taken as alive: POOLS_CLUSTER_SILENCE_MS, else
+/// `fallback`. Throws pools::Error when the variable is not a positive number.
+std::chrono::milliseconds silence_from_env(std::chrono::milliseconds fallback);
+
+/// Rank 0 under --enable-recovery: holding mpi_lock(), sends an empty
+/// heartbeat to each worker rank that `skip` does not name, when the last ones
+/// went out heartbeat_interval ago or more. Worker ranks that hear nothing
+/// from rank 0 for their silence limit leave (rank 0 died; see rank_server).
+void send_heartbeats_from_rank0(bool (*skip)(int rank)) noexcept;
 
 /// True when the environment says an MPI launcher started this process
 /// (Open MPI's mpirun, or a PMI/PMIx launcher such as Slurm's srun).

@@ -66,7 +66,16 @@ unsigned threads_from_env() {
 
 class RankServer {
 public:
-  RankServer() : threads_(threads_from_env()) {}
+  RankServer() : threads_(threads_from_env()) {
+    if (recovery_) {
+      try {
+        rank0_silence_limit_ = cluster::silence_from_env(ClusterOptions{}.silence_limit);
+      } catch (const std::exception& e) {
+        write_line(fmt::format("worker rank {}: {}; using {} ms", cluster::rank(), e.what(),
+                               rank0_silence_limit_.count()));
+      }
+    }
+  }
 
   [[noreturn]] void run() {
     say_hello();
@@ -124,7 +133,7 @@ private:
     std::lock_guard lock(mpi_lock());
     MPI_Send(hello.data(), static_cast<int>(hello.size()), MPI_BYTE, 0, cluster::tag_frames,
              cluster::comm());
-    last_sent_ = Clock::now();
+    last_sent_ = last_heard_ = Clock::now();
   }
 
   // Holding mpi_lock: reads every message that arrived. Calls join the queue;
@@ -138,6 +147,7 @@ private:
     }
     while (auto m = cluster::try_receive(0)) {
       got = true;
+      last_heard_ = Clock::now();
       if (m->tag == cluster::tag_withdraw) {
         withdraw(m->bytes);
       } else if (m->tag == cluster::tag_frames) {
@@ -278,8 +288,24 @@ private:
     while (!done_cv_.wait_for(done, std::chrono::milliseconds(100), [&] { return done_; })) {
       std::lock_guard lock(mpi_lock());
       pump();
-      if (Clock::now() - last_sent_ >= cluster::heartbeat_interval) send(cluster::tag_heartbeat, {});
+      const auto now = Clock::now();
+      if (now - last_sent_ >= cluster::heartbeat_interval) send(cluster::tag_heartbeat, {});
+      if (recovery_ && now - last_heard_ > rank0_silence_limit_) leave_without_rank0(now);
     }
+  }
+
+  // Under --enable-recovery a dead rank 0 does not end the job, and nobody
+  // would ever tell this rank to stop: it leaves by itself, without
+  // MPI_Finalize (which would wait for rank 0) and without waiting for its
+  // tasks (their results have nowhere to go).
+  [[noreturn]] void leave_without_rank0(Clock::time_point now) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_);
+    write_line(fmt::format("worker rank {}: rank 0 sent nothing for {} ms (its silence limit is "
+                           "{} ms, POOLS_CLUSTER_SILENCE_MS); under mpirun --enable-recovery "
+                           "that means it died: leaving",
+                           cluster::rank(), ms.count(), rank0_silence_limit_.count()));
+    std::fflush(nullptr);
+    std::_Exit(3);
   }
 
   const unsigned threads_;
@@ -290,6 +316,9 @@ private:
   bool peers_lost_ = false;  // the stop said a rank was lost: no MPI_Finalize
   std::list<Out> sends_;  // under mpi_lock
   Clock::time_point last_sent_{};  // under mpi_lock
+  Clock::time_point last_heard_{};  // under mpi_lock: the last message from rank 0
+  const bool recovery_ = cluster::recovery_enabled();  // rank 0 sends heartbeats
+  std::chrono::milliseconds rank0_silence_limit_ = ClusterOptions{}.silence_limit;
   std::mutex done_mutex_;
   std::condition_variable done_cv_;
   bool done_ = false;
