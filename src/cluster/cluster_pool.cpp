@@ -796,8 +796,11 @@ struct Rank0Heartbeats {
       sigset_t all;
       sigfillset(&all);
       pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals go to the program's threads
-      std::unique_lock l(mutex);
-      while (!cv.wait_for(l, std::chrono::milliseconds(100), [&] { return stop; })) {
+      for (;;) {
+        {
+          std::unique_lock l(mutex);
+          if (cv.wait_for(l, std::chrono::milliseconds(100), [&] { return stop; })) return;
+        }
         std::lock_guard lock(mpi_lock());
         cluster::send_heartbeats_from_rank0(&lost_rank);
       }
