@@ -262,6 +262,28 @@ TEST_CASE("observers: a task cancelled before it started is finished as cancelle
   pool.remove_observer(rec);
 }
 
+TEST_CASE("observers: a task cancelled while the pool's on_start fails is finished as cancelled",
+          "[observers][thread]") {
+  Gate gate;
+  pools::ThreadPoolOptions o;
+  o.threads = 1;
+  o.on_start = [w = gate.waiter()] {
+    w.wait();
+    throw std::runtime_error("no licence");
+  };
+  auto& pool = pools::get_thread_pool("obs.broken start", o);
+  auto rec = std::make_shared<Recorder>();
+  pool.add_observer(rec);
+  auto cancelled = pool.add_task("cancelled", square, 2);
+  auto failed = pool.add_task("failed", square, 3);
+  REQUIRE(cancelled.cancel());  // the worker is still in on_start
+  gate.open();
+  CHECK_THROWS_WITH(failed.wait(), Catch::Contains("no licence"));
+  check_unstarted(*rec, cancelled, TaskOutcome::cancelled);
+  check_unstarted(*rec, failed, TaskOutcome::failed);
+  pool.remove_observer(rec);
+}
+
 TEST_CASE("observers: dependencies: a dependent task is one task; a skipped one is finished as "
           "skipped",
           "[observers][dependencies]") {

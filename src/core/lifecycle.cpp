@@ -54,6 +54,7 @@ std::exception_ptr PoolBase::run_worker_hook(const std::function<void()>& hook, 
 void PoolBase::fail_unstarted(TaskState* s, const std::exception_ptr& error) noexcept {
   if (!detail::try_start(s)) {
     // cancel() won: the task never runs and is not a failure.
+    if (detail::hooks_active()) [[unlikely]] notify_dropped(s);
     s->ops->discard(s);
     detail::release(s);
     return;
