@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -117,6 +118,27 @@ int mode_kill_rank0(bool early) {
   return fail("rank 0 outlived SIGKILL");
 }
 
+int nap_ms(int ms) {
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
+}
+
+// Leaves work on its rank's own thread pool, which the rank finishes when it
+// stops (it closes its pools before its goodbye).
+int leave_work(int ms) {
+  pools::get_thread_pool("rank work", 1).add_task("later", nap_ms, ms);
+  return ms;
+}
+
+// A rank still busy for seconds after rank 0 told it to stop: rank 0 waits for
+// its goodbye and (under --enable-recovery) keeps sending it heartbeats
+// meanwhile, so that the rank does not take rank 0 for dead.
+int mode_busy_at_exit() {
+  auto& pool = pools::get_cluster_pool("busy", 1);
+  std::printf("left %d ms of work\n", pool.add_task("leave", leave_work, 3000).wait_return());
+  return 0;
+}
+
 // Rank 0 asks for the cluster pool while another rank runs another program.
 int mode_mismatch() {
   try {
@@ -136,8 +158,9 @@ int main(int argc, char** argv) {
   if (mode == "squares") return mode_squares();
   if (mode == "kill-rank") return mode_kill_rank();
   if (mode == "mismatch") return mode_mismatch();
+  if (mode == "busy-at-exit") return mode_busy_at_exit();
   if (mode == "kill-rank0") return mode_kill_rank0(argc > 2 && std::string_view(argv[2]) == "early");
   if (mode == "rank-threads" && argc > 2) return mode_rank_threads(argv[2]);
-  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|kill-rank0 [early]|mismatch|rank-threads DIR\n");
+  std::fprintf(stderr, "usage: cluster_helper squares|kill-rank|kill-rank0 [early]|busy-at-exit|mismatch|rank-threads DIR\n");
   return 2;
 }

@@ -92,6 +92,19 @@ TEST_CASE("cluster launch: under --enable-recovery the worker ranks leave when r
   CHECK_THAT(r.stderr_text, Catch::Contains("worker rank 2: rank 0 sent nothing for"));
 }
 
+TEST_CASE("cluster launch: under --enable-recovery rank 0 keeps a rank that is still busy at "
+          "exit alive until its goodbye",
+          "[cluster]") {
+  const auto r = run({"mpirun", "--enable-recovery", "-x", "POOLS_CLUSTER_SILENCE_MS", "-np", "2",
+                      helper(), "busy-at-exit"},
+                     {{"POOLS_CLUSTER_SILENCE_MS", "1000"}});
+  CHECK_FALSE(r.timed_out);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.stdout_text, Catch::Contains("left 3000 ms of work"));
+  CHECK_THAT(r.stderr_text, !Catch::Contains("rank 0 sent nothing"));
+  CHECK_THAT(r.stderr_text, !Catch::Contains("did not stop"));
+}
+
 TEST_CASE("cluster launch: ranks that run different programs are refused clearly", "[cluster]") {
   const auto other = pools_test::env_path("POOLS_MULTIPROCESS_HELPER");
   const auto r = run({"mpirun", "-np", "2", helper(), "mismatch", ":", "-np", "1", other});
