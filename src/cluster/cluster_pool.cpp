@@ -212,6 +212,9 @@ void ClusterEngine::gather_hellos() {
                               who, hello_limit.count());
       return;
     }
+    // The ranks that said hello must not take our wait for the others as
+    // rank 0's death (see the heartbeats at the end of this file).
+    if (recovery_) cluster::send_heartbeats_from_rank0(nullptr);
     auto m = cluster::try_receive();
     if (!m) {
       backoff.pause();
