@@ -674,10 +674,7 @@ void ClusterEngine::run() noexcept {
       lock.unlock();
       {
         std::unique_lock w(incoming_mutex_);
-        // Under --enable-recovery, rank 0's heartbeats are due every 250 ms.
-        const auto nap = recovery_ ? std::chrono::milliseconds(cluster::heartbeat_interval)
-                                   : std::chrono::milliseconds(1000);
-        wake_cv_.wait_for(w, nap, [&] { return wake_ || stopping_.load(); });
+        wake_cv_.wait_for(w, std::chrono::seconds(1), [&] { return wake_ || stopping_.load(); });
         wake_ = false;
       }
       sleeping_.store(false, std::memory_order_seq_cst);
@@ -786,8 +783,9 @@ bool cluster_started = false;  // rank 0 of an MPI job with worker ranks
 
 // Under --enable-recovery the worker ranks must be able to tell that rank 0
 // died (see rank_server.cpp): rank 0 sends heartbeats from pools::init on,
-// before any cluster pool exists, until exit. (Once the engine's thread runs,
-// it sends them too: it may hold mpi_lock for long stretches while busy.)
+// before any cluster pool exists, until exit. (The engine's thread sends them
+// too while it is busy or gathers hellos: it holds mpi_lock for long stretches
+// then. While it sleeps, this thread sends them.)
 struct Rank0Heartbeats {
   std::mutex mutex;
   std::condition_variable cv;

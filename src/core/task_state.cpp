@@ -33,16 +33,16 @@ const std::string& task_name(const TaskState* s) noexcept {
 }
 
 void complete(TaskState* s, TaskStatus final_status) noexcept {
-  // The waiter bit is dropped: nobody needs to sleep on a final task. The
-  // reported bit stays (a fast close that lists the task sets it beforehand).
+  // The waiter bit is dropped: nobody needs to sleep on a final task.
   // seq_cst: a helper that announced itself as a sleeper and then reads the
   // status, and this store followed by the continuation's sleeper check,
   // form a Dekker pair (see ThreadPool::Context::help_until_final).
-  std::uint32_t old = s->status.load(std::memory_order_relaxed);
-  while (!s->status.compare_exchange_weak(
-      old, static_cast<std::uint32_t>(final_status) | (old & reported_bit),
-      std::memory_order_seq_cst, std::memory_order_relaxed)) {
-  }
+  const std::uint32_t old = s->status.exchange(static_cast<std::uint32_t>(final_status),
+                                               std::memory_order_seq_cst);
+  // The reported bit stays (a fast close that lists the task sets it first).
+  // Restored before this returns, so before the failure is tracked (finish).
+  if (old & reported_bit) [[unlikely]]
+    s->status.fetch_or(reported_bit, std::memory_order_relaxed);
   if (old & waiter_bit) futex_wake(s->status, INT32_MAX);
   Continuation* list = s->continuations.exchange(closed_list, std::memory_order_acq_rel);
   while (list) {
