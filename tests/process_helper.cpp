@@ -20,6 +20,7 @@
 //   cat                              copy stdin to stdout
 //   count-stdin                      the number of bytes on stdin until end of file
 //   pgid                             "PID PGID"
+//   signal-state                     the SigBlk, SigIgn and SigCgt lines of /proc/self/status
 //   fds                              the descriptors above 2 that are open, one per line
 //   wait-for FILE [READYFILE]        create READYFILE, then wait until FILE exists
 //   slot DIR MAX                     mark itself running in DIR for a moment; writes
@@ -60,6 +61,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -256,6 +258,15 @@ int run_helper_mode(const std::string& mode, int argc, char** argv) {
       if (mode == "cat") write_all(1, buf, static_cast<std::size_t>(n));
     }
     if (mode == "count-stdin") out(std::to_string(total));
+    return 0;
+  }
+  if (mode == "signal-state") {
+    std::ifstream status("/proc/self/status");
+    std::string line, lines;
+    while (std::getline(status, line))
+      if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigIgn:", 0) == 0 || line.rfind("SigCgt:", 0) == 0)
+        lines += line + "\n";
+    write_all(1, lines);
     return 0;
   }
   if (mode == "pgid") {

@@ -176,6 +176,65 @@ TEST_CASE("process pool: no more than max_running commands run at once", "[proce
   REQUIRE_NOTHROW(b.wait());
 }
 
+TEST_CASE("process pool: a slot is free once the command exits, though a grandchild holds its output", "[process]") {
+  // As GNU parallel counts jobs: the command has ended; its task still waits
+  // for the output that the grandchild keeps open.
+  REQUIRE_HELPERS();
+  auto& pool = pools::get_process_pool("pp.slot-at-exit", 1);
+  TempDir dir("slot-at-exit");
+  auto holder = pool.add_process("holder", "('" + pools_test::process_helper() + "' wait-for '" +
+                                               (dir / "gate") + "') & echo started");
+  auto next = pool.add_process("next", helper({"echo", "next"}));
+  REQUIRE(next.wait_for(120s));
+  REQUIRE(next.wait_return() == "next\n");
+  REQUIRE_FALSE(holder.iscompleted());
+  touch(dir / "gate");
+  REQUIRE(holder.wait_return() == "started\n");
+}
+
+TEST_CASE("process pool: a command starts with no signal blocked or caught and SIGPIPE at its default",
+          "[process]") {
+  REQUIRE_HELPERS();
+  auto& pool = pools::get_process_pool("pp.signal-state", 2);
+  // What the program did to its own signals: ignored SIGPIPE (as servers do)
+  // and SIGUSR1, a handler for SIGUSR2 and SIGHUP, SIGQUIT blocked.
+  struct sigaction ignore {}, handle {}, old_pipe {}, old_usr1 {}, old_usr2 {}, old_hup {};
+  ignore.sa_handler = SIG_IGN;
+  handle.sa_handler = [](int) {};
+  ::sigaction(SIGPIPE, &ignore, &old_pipe);
+  ::sigaction(SIGUSR1, &ignore, &old_usr1);
+  ::sigaction(SIGUSR2, &handle, &old_usr2);
+  ::sigaction(SIGHUP, &handle, &old_hup);
+  sigset_t quit, old_mask;
+  sigemptyset(&quit);
+  sigaddset(&quit, SIGQUIT);
+  ::pthread_sigmask(SIG_BLOCK, &quit, &old_mask);
+  std::vector<pools::ProcessTask> tasks;
+  for (int i = 0; i < 20; ++i) tasks.push_back(pool.add_process("state", helper({"signal-state"})));
+  std::vector<std::string> states;
+  for (auto& t : tasks) states.push_back(t.wait_return());
+  ::sigaction(SIGPIPE, &old_pipe, nullptr);
+  ::sigaction(SIGUSR1, &old_usr1, nullptr);
+  ::sigaction(SIGUSR2, &old_usr2, nullptr);
+  ::sigaction(SIGHUP, &old_hup, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+
+  auto mask_of = [](const std::string& state, const std::string& field) {
+    const auto at = state.find(field + ":");
+    REQUIRE(at != std::string::npos);
+    return std::stoull(state.substr(at + field.size() + 1), nullptr, 16);
+  };
+  auto bit = [](int sig) { return 1ull << (sig - 1); };
+  for (const auto& state : states) {
+    INFO(state);
+    CHECK(mask_of(state, "SigBlk") == 0);
+    CHECK(mask_of(state, "SigCgt") == 0);
+    const auto ignored = mask_of(state, "SigIgn");
+    CHECK((ignored & bit(SIGPIPE)) == 0);
+    CHECK((ignored & bit(SIGUSR1)) != 0);  // ignored signals stay ignored across exec, as in a shell
+  }
+}
+
 TEST_CASE("process pool: a queued command can be cancelled and never runs", "[process]") {
   REQUIRE_HELPERS();
   auto& pool = pools::get_process_pool("pp.queued-cancel", 1);
