@@ -179,8 +179,8 @@ struct ChildFailure {
 
 // The Boost.Process extension that sets up the child between vfork and exec,
 // and execs the command itself. It runs in the vfork child, which shares our
-// memory: only system calls here. A failure goes to the error pipe (the same
-// under vfork and fork, which ThreadSanitizer substitutes for vfork): it stays
+// memory: only system calls here. A failure is written to that memory and,
+// when there is one (see vfork_may_be_fork), to the error pipe, which stays
 // empty and closes on a successful exec (O_CLOEXEC).
 struct ChildSetup : bp::extend::handler {
   const char* exe = nullptr;
@@ -263,10 +263,28 @@ struct ChildSetup : bp::extend::handler {
     const ChildFailure f{errno, step};
     failure = f;
     child_failed.store(true, std::memory_order_relaxed);
-    [[maybe_unused]] auto n = ::write(error_fd, &f, sizeof f);
+    if (error_fd >= 0) {
+      [[maybe_unused]] auto n = ::write(error_fd, &f, sizeof f);
+    }
     ::_exit(127);
   }
 };
+
+// Under ThreadSanitizer vfork is fork: the child's memory is its own, so what
+// it could not do reaches us only through an error pipe. Under a real vfork
+// the shared memory says it, and the pipe is not made (a pipe costs a few
+// system calls per command).
+#if defined(__SANITIZE_THREAD__)
+constexpr bool vfork_may_be_fork = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool vfork_may_be_fork = true;
+#else
+constexpr bool vfork_may_be_fork = false;
+#endif
+#else
+constexpr bool vfork_may_be_fork = false;
+#endif
 
 // Why a child could not run its command, for the task's error.
 std::string describe_child_failure(const ChildFailure& f, const std::string& exe,
@@ -301,7 +319,8 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
 
   Fd out_w, err_w, in_r, error_r, error_w;
   if (!make_pipe(out.out, out_w) || (!o.merge_stderr && !make_pipe(out.err, err_w)) ||
-      (o.stdin_text && !make_pipe(in_r, out.in)) || !make_pipe(error_r, error_w)) {
+      (o.stdin_text && !make_pipe(in_r, out.in)) ||
+      (vfork_may_be_fork && !make_pipe(error_r, error_w))) {
     out.error = fmt::format("cannot make a pipe: {}", std::strerror(errno));
     return out;
   }
@@ -337,7 +356,7 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
   bool failed = false;
   if (setup.child_ran.load(std::memory_order_relaxed)) {
     failed = setup.child_failed.load(std::memory_order_relaxed);
-  } else {
+  } else if (error_r.fd >= 0) {
     ssize_t got;
     do {
       got = ::read(error_r.fd, &setup.failure, sizeof setup.failure);  // EOF after a good exec
