@@ -389,6 +389,19 @@ struct Launched {
   Spawned child;  // spawned: the child; failed: child.error says why
 };
 
+// A child a launcher reaped, for the loop.
+struct Exited {
+  ProcessNode* node = nullptr;
+  int wait_status = 0;
+  Clock::duration elapsed{};
+};
+
+// How long a launcher may keep what it started before telling the loop: a
+// command that exits sooner is told in the same post as its exit, which
+// wakes the loop once per command instead of twice. Its output waits that
+// long at most (in the pipe, which holds 64 KiB before the command blocks).
+constexpr auto tell_within = std::chrono::milliseconds(1);
+
 // A launcher's own child, watched until it is reaped.
 struct LiveChild {
   pid_t pid = -1;
@@ -429,6 +442,7 @@ struct ProcessEngine::Impl {
   bool launch(Launcher& l, Pending p) noexcept;
   bool watch(Launcher& l, pid_t pid, ProcessNode* n, Clock::time_point spawned) noexcept;
   bool reap(Launcher& l, LiveChild& c) noexcept;
+  void tell_loop(Launcher& l) noexcept;
   void stop_launchers() noexcept;
 
   std::string name;
@@ -482,6 +496,10 @@ struct ProcessEngine::Impl::Launcher {
   // Launcher thread only.
   std::unordered_map<pid_t, std::unique_ptr<LiveChild>> children;
   std::size_t unwatched = 0;  // children without a pidfd: polled every few ms
+  // Not yet told to the loop (see tell_within).
+  std::vector<Launched> launched;
+  std::vector<Exited> exited;
+  Clock::time_point first_untold;
 
   void ring() noexcept {
     asleep = false;
@@ -581,6 +599,7 @@ void ProcessEngine::Impl::run_launcher(Launcher& l) noexcept {
         ++live;
         in_flight.fetch_add(1, std::memory_order_relaxed);
       } else if (stopping && l.children.empty()) {
+        tell_loop(l);
         return;
       } else {
         l.asleep = true;
@@ -588,10 +607,18 @@ void ProcessEngine::Impl::run_launcher(Launcher& l) noexcept {
     }
     if (next.node) {
       if (!launch(l, next)) ++freed;
+      if (Clock::now() - l.first_untold >= tell_within) tell_loop(l);
       continue;
     }
+    int timeout_ms = l.unwatched ? 5 : -1;
+    if (!l.launched.empty()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(l.first_untold + tell_within -
+                                                                     Clock::now());
+      if (left.count() <= 0) tell_loop(l);
+      else timeout_ms = static_cast<int>(left.count());
+    }
     epoll_event events[64];
-    const int n = ::epoll_wait(l.epoll.fd, events, 64, l.unwatched ? 5 : -1);
+    const int n = ::epoll_wait(l.epoll.fd, events, 64, timeout_ms);
     for (int i = 0; i < n; ++i) {
       if (auto* child = static_cast<LiveChild*>(events[i].data.ptr)) {
         if (reap(l, *child)) ++freed;
@@ -607,7 +634,20 @@ void ProcessEngine::Impl::run_launcher(Launcher& l) noexcept {
       for (LiveChild* c : polled)
         if (reap(l, *c)) ++freed;
     }
+    if (!l.exited.empty() || (n == 0 && !l.launched.empty())) tell_loop(l);
   }
+}
+
+// Hands what this launcher started and reaped to the loop, in one post (the
+// starts first: an exit may be of a command started in the same batch).
+void ProcessEngine::Impl::tell_loop(Launcher& l) noexcept {
+  if (l.launched.empty() && l.exited.empty()) return;
+  asio::post(io, [this, launched = std::move(l.launched), exited = std::move(l.exited)]() mutable {
+    for (Launched& x : launched) on_launched(std::move(x));
+    for (const Exited& x : exited) on_exited(x.node, x.wait_status, x.elapsed);
+  });
+  l.launched.clear();
+  l.exited.clear();
 }
 
 // Starts one command (see the loop's on_launched for what follows). Returns
@@ -641,7 +681,8 @@ bool ProcessEngine::Impl::launch(Launcher& l, Pending p) noexcept {
   }
   const bool runs =
       out.what == Launched::What::spawned && watch(l, out.child.pid, n, out.child.spawned);
-  asio::post(io, [this, out = std::move(out)]() mutable { on_launched(std::move(out)); });
+  if (l.launched.empty()) l.first_untold = Clock::now();
+  l.launched.push_back(std::move(out));
   return runs;
 }
 
@@ -658,7 +699,7 @@ bool ProcessEngine::Impl::watch(Launcher& l, pid_t pid, ProcessNode* n,
     ::kill(-pid, SIGKILL);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    asio::post(io, [this, n, status, spawned] { on_exited(n, status, Clock::now() - spawned); });
+    l.exited.push_back(Exited{n, status, Clock::now() - spawned});  // told after its start
     return false;
   }
   child->pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child->pid, 0)));
@@ -683,8 +724,7 @@ bool ProcessEngine::Impl::reap(Launcher& l, LiveChild& c) noexcept {
   if (got == 0) return false;
   if (got != c.pid) status = 0;  // ECHILD: SIGCHLD ignored, status lost
   const Clock::duration elapsed = Clock::now() - c.spawned;
-  ProcessNode* n = c.node;
-  asio::post(io, [this, n, status, elapsed] { on_exited(n, status, elapsed); });
+  l.exited.push_back(Exited{c.node, status, elapsed});
   if (c.pidfd.fd < 0) --l.unwatched;
   // Taken out of the epoll set first: closing it would not, while a child
   // that has just exec'ed still holds a copy (until it closes its
@@ -777,7 +817,7 @@ void ProcessEngine::Impl::Job::begin() {
   // The exit is watched once the pipes are closed (see stream_closed).
   const ProcessOptions& o = node->spec.options;
   if (o.timeout.count() > 0) {
-    timer.expires_after(o.timeout);
+    timer.expires_at(spawned + o.timeout);  // the loop may hear of the start a little later
     timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->kill != Kill::none) return;
       self->node->result.timed_out = true;
