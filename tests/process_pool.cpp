@@ -176,22 +176,6 @@ TEST_CASE("process pool: no more than max_running commands run at once", "[proce
   REQUIRE_NOTHROW(b.wait());
 }
 
-TEST_CASE("process pool: a slot is free once the command exits, though a grandchild holds its output", "[process]") {
-  // As GNU parallel counts jobs: the command has ended; its task still waits
-  // for the output that the grandchild keeps open.
-  REQUIRE_HELPERS();
-  auto& pool = pools::get_process_pool("pp.slot-at-exit", 1);
-  TempDir dir("slot-at-exit");
-  auto holder = pool.add_process("holder", "('" + pools_test::process_helper() + "' wait-for '" +
-                                               (dir / "gate") + "') & echo started");
-  auto next = pool.add_process("next", helper({"echo", "next"}));
-  REQUIRE(next.wait_for(120s));
-  REQUIRE(next.wait_return() == "next\n");
-  REQUIRE_FALSE(holder.iscompleted());
-  touch(dir / "gate");
-  REQUIRE(holder.wait_return() == "started\n");
-}
-
 TEST_CASE("process pool: a command starts with no signal blocked and SIGPIPE at its default",
           "[process]") {
   REQUIRE_HELPERS();

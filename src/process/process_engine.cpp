@@ -1,20 +1,16 @@
-// The command engine: one Asio event loop per engine, on its own thread, and
-// a few launcher threads that start and reap the children.
+// The command engine: one Asio event loop per engine, on its own thread.
 //
 // Why it is built this way (see docs/process-pool.md):
 // - Children start with Boost.Process and vfork (the parent's page tables are
-//   not copied) on launcher threads, as many as there are cores (at most 8):
-//   vfork holds the calling thread until the child has exec'ed, and the loop
-//   must go on draining pipes meanwhile.
-// - Each launcher reaps its own children, by pid: it sees their exits through
-//   pidfds in its own epoll set (no SIGCHLD handler, no thread per child) and
-//   fills the freed slot itself at once, without waking another thread first.
-//   The loop drains pipes, feeds stdin, runs timeouts and kills, and settles
-//   tasks; it learns of starts and exits from the launchers' posts.
+//   not copied) on a few spawner threads: vfork holds the calling thread until
+//   the child has exec'ed, and the loop must go on draining pipes meanwhile.
+//   Every child is ours to reap, by pid: no exit status is lost between threads.
 // - Our pipes are made with O_CLOEXEC, so a child spawned at the same moment
 //   from another engine cannot inherit them (Boost.Process v1's pipes are not).
-// - The loop's and launchers' threads block every signal (the launchers all
-//   but SIGCHLD, see start_launcher), so a child starts with a clean mask
+// - A child's exit is seen through a pidfd, watched like any descriptor: no
+//   SIGCHLD handler, no thread blocked per child.
+// - The loop's and spawners' threads block every signal (the spawners all but
+//   SIGCHLD, see Spawners::start_thread), so a child starts with a clean mask
 //   that we set ourselves, and a write to a closed stdin gives EPIPE rather
 //   than killing the program.
 #define BOOST_ASIO_DISABLE_CO_AWAIT 1
@@ -23,7 +19,6 @@
 #define BOOST_POSIX_HAS_VFORK 1
 #include "process/process_engine.hpp"
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -41,8 +36,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -75,9 +68,9 @@ namespace bp = boost::process;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t read_chunk = 64 * 1024;
-// Launcher threads per engine at most (each waits in vfork until its child
+// Threads that start children at once (each waits in vfork until its child
 // has exec'ed); more than this gains nothing on machines we know.
-constexpr std::size_t max_launchers = 8;
+constexpr std::size_t max_spawners = 8;
 // After SIGKILL, how long a pipe may stay open (held by a process that left
 // the group) before the engine stops reading it.
 constexpr auto abandon_after = std::chrono::seconds(1);
@@ -127,7 +120,7 @@ std::string find_on_path(const std::string& name, const ProcessOptions& o, std::
   if (auto it = o.env.find("PATH"); it != o.env.end()) path = it->second.c_str();
   else if (!o.replace_env) path = std::getenv("PATH");
   std::string_view dirs = path ? path : "/bin:/usr/bin";
-  // Remembered per launcher thread, as a shell hashes commands: a hit costs one
+  // Remembered per spawner thread, as a shell hashes commands: a hit costs one
   // access() instead of a stat per PATH entry.
   thread_local std::unordered_map<std::string, std::string> found;
   std::string key = fmt::format("{}\n{}", name, dirs);
@@ -308,7 +301,7 @@ struct Spawned {
   Clock::time_point spawned;
 };
 
-// Starts spec's command. Runs on a launcher thread: vfork suspends the calling
+// Starts spec's command. Runs on a spawner thread: vfork suspends the calling
 // thread until the child has exec'ed, so several threads start children at
 // once while the event loop keeps draining pipes.
 Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
@@ -374,40 +367,87 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
   return out;
 }
 
-// A command handed to the launchers (FIFO).
-struct Pending {
-  ProcessNode* node = nullptr;
-  bool claim = false;           // still pending: claimed (try_start) when its turn comes
-  std::uint64_t cancel_round = 0;  // cancel_all calls made before a launcher took it
-};
+// Threads that start children, made on demand up to a cap. They block every
+// signal, as the event loop does (see the top of this file).
+class Spawners {
+public:
+  explicit Spawners(std::size_t cap) : cap_(cap) {}
+  ~Spawners() { stop(); }
 
-// What a launcher made of a Pending, for the loop.
-struct Launched {
-  enum class What { spawned, cancelled_while_queued, interrupted, failed };
-  Pending pending;
-  What what = What::failed;
-  Spawned child;  // spawned: the child; failed: child.error says why
-};
+  // Runs work on a spawner thread. Throws when no thread exists and none can start.
+  void run(std::function<void()> work) {
+    std::unique_lock lock(mutex_);
+    work_.push_back(std::move(work));
+    if (idle_ == 0 && threads_.size() < cap_) {
+      try {
+        start_thread();
+        return;
+      } catch (...) {
+        if (threads_.empty()) {
+          work_.pop_back();
+          throw;
+        }
+      }
+    }
+    // Notified after unlocking: the woken thread does not wait for our lock.
+    lock.unlock();
+    cv_.notify_one();
+  }
 
-// A child a launcher reaped, for the loop.
-struct Exited {
-  ProcessNode* node = nullptr;
-  int wait_status = 0;
-  Clock::duration elapsed{};
-};
+  void stop() noexcept {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
 
-// How long a launcher may keep what it started before telling the loop: a
-// command that exits sooner is told in the same post as its exit, which
-// wakes the loop once per command instead of twice. Its output waits that
-// long at most (in the pipe, which holds 64 KiB before the command blocks).
-constexpr auto tell_within = std::chrono::milliseconds(1);
+private:
+  void start_thread() {
+    sigset_t all, old;
+    sigfillset(&all);
+    // But SIGCHLD: the kernel sends a child's exit signal to the thread that
+    // started it, and drops it at once when that thread does not block it and
+    // its action is the default (ignore). Blocked, it would wake another
+    // thread of the program for every command, only to be ignored there.
+    sigdelset(&all, SIGCHLD);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      threads_.emplace_back([this] { loop(); });
+    } catch (...) {
+      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      throw;
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
 
-// A launcher's own child, watched until it is reaped.
-struct LiveChild {
-  pid_t pid = -1;
-  ProcessNode* node = nullptr;
-  Fd pidfd;  // -1: no pidfd (Linux before 5.3, or out of descriptors): polled
-  Clock::time_point spawned;
+  void loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (!work_.empty()) {
+        std::function<void()> work = std::move(work_.front());
+        work_.pop_front();
+        lock.unlock();
+        work();
+        lock.lock();
+        continue;
+      }
+      if (stopping_) return;
+      ++idle_;
+      cv_.wait(lock);
+      --idle_;
+    }
+  }
+
+  std::size_t cap_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> work_;
+  std::vector<std::thread> threads_;
+  std::size_t idle_ = 0;
+  bool stopping_ = false;
 };
 
 }  // namespace
@@ -416,34 +456,20 @@ struct LiveChild {
 
 struct ProcessEngine::Impl {
   struct Job;
-  struct Launcher;
 
   Impl(std::string name, std::size_t max_running);
   ~Impl();
 
-  // Loop thread.
-  void enqueue(Pending p, bool first) noexcept;
-  void on_launched(Launched l) noexcept;
-  void on_exited(ProcessNode* n, int wait_status, Clock::duration elapsed) noexcept;
+  void launch(ProcessNode* n) noexcept;
+  void on_spawned(const std::shared_ptr<Job>& job, Spawned child);
+  void pump();
   void job_done(const std::shared_ptr<Job>& job);
   void settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
   void notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
   void terminate_all() noexcept;
-  bool all_stopped() const noexcept;
-  bool has_room() const noexcept { return max_running == 0 || live < max_running; }
   void acknowledge_termination() noexcept;
   void release_held_if_alive(int seen_raised) noexcept;
   void watch_wake();
-  void cancel_queued(ProcessNode* n, bool claim) noexcept;
-
-  // Launcher threads.
-  void start_launcher();
-  void run_launcher(Launcher& l) noexcept;
-  bool launch(Launcher& l, Pending p) noexcept;
-  bool watch(Launcher& l, pid_t pid, ProcessNode* n, Clock::time_point spawned) noexcept;
-  bool reap(Launcher& l, LiveChild& c) noexcept;
-  void tell_loop(Launcher& l) noexcept;
-  void stop_launchers() noexcept;
 
   std::string name;
   std::size_t max_running;
@@ -456,26 +482,19 @@ struct ProcessEngine::Impl {
   int signal_slot = -1;
   bool terminating = false;
   bool termination_acknowledged = false;
+  bool pumping = false;
   // After cancel_all: commands are cancelled instead of run, and noted.
   void (*cancel_note)(TaskState*, bool, void*) = nullptr;
   void* cancel_note_arg = nullptr;
+  void cancel_queued(ProcessNode* n, bool claim) noexcept;
 
-  // Loop thread only.
-  std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;  // spawned, not done
+  // Engine thread only.
+  std::deque<std::pair<ProcessNode*, bool>> queue;  // node, claim
+  std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;
   std::vector<ProcessNode*> held;  // finished while terminating (see job_done)
   asio::steady_timer held_timer{io};
+  Spawners spawners;
   std::array<char, read_chunk> read_buffer;  // every read of every job (see Job::read)
-
-  // Shared by the loop and the launchers, under queue_mutex.
-  std::mutex queue_mutex;
-  std::deque<Pending> queue;
-  std::vector<std::unique_ptr<Launcher>> launchers;
-  std::size_t live = 0;  // slots taken: commands starting, or running until reaped
-  std::uint64_t cancel_round = 0;
-  bool paused = false;    // a termination signal: start nothing more
-  bool stopping = false;  // the engine ends: launchers leave once their children are reaped
-  // Taken by a launcher, not yet back on the loop (on_launched).
-  std::atomic<std::size_t> in_flight{0};
 
   // Any thread.
   std::atomic<std::size_t> size{0};
@@ -484,38 +503,14 @@ struct ProcessEngine::Impl {
   bool stopped = false;
 };
 
-// A thread that starts commands and reaps them: vfork holds it until the
-// child has exec'ed, and it sees its own children's exits (pidfds), so a
-// freed slot is filled by the thread that saw it free, at once, with no
-// hand-off to another thread on the way (docs/performance.md).
-struct ProcessEngine::Impl::Launcher {
-  std::thread thread;
-  Fd epoll;     // its children's pidfds and the doorbell
-  Fd doorbell;  // an eventfd: work for it, or stop
-  bool asleep = false;    // under queue_mutex: in epoll_wait, ring the doorbell for work
-  // Launcher thread only.
-  std::unordered_map<pid_t, std::unique_ptr<LiveChild>> children;
-  std::size_t unwatched = 0;  // children without a pidfd: polled every few ms
-  // Not yet told to the loop (see tell_within).
-  std::vector<Launched> launched;
-  std::vector<Exited> exited;
-  Clock::time_point first_untold;
-
-  void ring() noexcept {
-    asleep = false;
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(doorbell.fd, &one, sizeof one);
-  }
-};
-
 struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
   Job(Impl& e, ProcessNode* n)
-      : engine(e), node(n), out(e.io), err(e.io), in(e.io), timer(e.io) {}
+      : engine(e), node(n), out(e.io), err(e.io), in(e.io), exit_watch(e.io), timer(e.io) {}
 
   Impl& engine;
   ProcessNode* node;
   pid_t pid = -1;
-  asio::posix::stream_descriptor out, err, in;
+  asio::posix::stream_descriptor out, err, in, exit_watch;
   asio::steady_timer timer;
   Clock::time_point spawned;
   bool exited = false;
@@ -525,281 +520,70 @@ struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
 
   void begin();
   void read(asio::posix::stream_descriptor& d, std::string& text, bool& truncated);
+  void watch_exit();
+  void reap() noexcept;
   void terminate() noexcept;
   void on_timer(const boost::system::error_code& ec);
   void stream_closed();
   void maybe_done();
 };
 
-// ---- the launchers ------------------------------------------------------------
-
-// Starts a launcher. Its thread blocks every
-// signal, as the loop does (see the top of this file), but SIGCHLD: the kernel
-// sends a child's exit signal to the thread that started it, and drops it at
-// once when that thread does not block it and its action is the default
-// (ignore). Blocked, it would wake another thread of the program for every
-// command, only to be ignored there. Under queue_mutex; throws when it cannot.
-void ProcessEngine::Impl::start_launcher() {
-  auto l = std::make_unique<Launcher>();
-  l->epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
-  l->doorbell.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  epoll_event bell{};
-  bell.events = EPOLLIN;
-  bell.data.ptr = nullptr;
-  if (l->epoll.fd < 0 || l->doorbell.fd < 0 ||
-      ::epoll_ctl(l->epoll.fd, EPOLL_CTL_ADD, l->doorbell.fd, &bell) != 0)
-    throw Error(fmt::format("process engine '{}': cannot make a launcher: {}", name,
-                            std::strerror(errno)));
-  sigset_t all, old;
-  sigfillset(&all);
-  sigdelset(&all, SIGCHLD);
-  ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  Launcher& ref = *l;
+// Hands the command to a spawner thread; on_spawned continues on the loop.
+// A command that cannot even be handed over fails here.
+void ProcessEngine::Impl::launch(ProcessNode* n) noexcept {
+  ProcessResult& r = n->result;
+  ++r.attempts;
+  r.stdout_text.clear();
+  r.stderr_text.clear();
+  r.stdout_truncated = r.stderr_truncated = false;
+  r.timed_out = false;
+  r.exit_code = -1;
+  r.signal = 0;
+  if (n->interrupt_requested.load(std::memory_order_seq_cst)) {
+    settle_and_notify(n, settle(*n, {}, true));
+    return;
+  }
   try {
-    l->thread = std::thread([this, &ref] { run_launcher(ref); });
-  } catch (const std::system_error& e) {
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    throw Error(fmt::format("process engine '{}': cannot start a launcher thread: {}", name,
-                            e.what()));
-  }
-  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  launchers.push_back(std::move(l));
-}
-
-// Queues a command for the launchers (`first`: before the others, a retry)
-// and wakes one if a slot is free.
-void ProcessEngine::Impl::enqueue(Pending p, bool first) noexcept {
-  std::unique_lock lock(queue_mutex);
-  try {
-    if (first) queue.push_front(p);
-    else queue.push_back(p);
-  } catch (const std::exception& e) {  // out of memory
-    lock.unlock();
-    if (p.claim && !try_start(p.node)) return settle_and_notify(p.node, ProcessOutcome::not_started);
-    return settle_and_notify(p.node, settle(*p.node, e.what(), false));
-  }
-  if (paused || !has_room()) return;  // a launcher takes it when a slot frees
-  for (auto& l : launchers)
-    if (l->asleep) return l->ring();
-  // All are starting children: each looks at the queue again next.
-}
-
-void ProcessEngine::Impl::run_launcher(Launcher& l) noexcept {
-  std::size_t freed = 0;
-  for (;;) {
-    Pending next;
-    {
-      std::lock_guard lock(queue_mutex);
-      live -= std::exchange(freed, 0);
-      l.asleep = false;
-      if (!paused && !queue.empty() && has_room()) {
-        next = queue.front();
-        queue.pop_front();
-        next.cancel_round = cancel_round;
-        ++live;
-        in_flight.fetch_add(1, std::memory_order_relaxed);
-      } else if (stopping && l.children.empty()) {
-        tell_loop(l);
-        return;
-      } else {
-        l.asleep = true;
-      }
-    }
-    if (next.node) {
-      if (!launch(l, next)) ++freed;
-      if (Clock::now() - l.first_untold >= tell_within) tell_loop(l);
-      continue;
-    }
-    int timeout_ms = l.unwatched ? 5 : -1;
-    if (!l.launched.empty()) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(l.first_untold + tell_within -
-                                                                     Clock::now());
-      if (left.count() <= 0) tell_loop(l);
-      else timeout_ms = static_cast<int>(left.count());
-    }
-    epoll_event events[64];
-    const int n = ::epoll_wait(l.epoll.fd, events, 64, timeout_ms);
-    for (int i = 0; i < n; ++i) {
-      if (auto* child = static_cast<LiveChild*>(events[i].data.ptr)) {
-        if (reap(l, *child)) ++freed;
-        continue;
-      }
-      std::uint64_t rings;
-      [[maybe_unused]] auto got = ::read(l.doorbell.fd, &rings, sizeof rings);
-    }
-    if (l.unwatched) {
-      std::vector<LiveChild*> polled;
-      for (auto& [pid, c] : l.children)
-        if (c->pidfd.fd < 0) polled.push_back(c.get());
-      for (LiveChild* c : polled)
-        if (reap(l, *c)) ++freed;
-    }
-    if (!l.exited.empty() || (n == 0 && !l.launched.empty())) tell_loop(l);
+    auto job = std::make_shared<Job>(*this, n);
+    running.emplace(n, job);  // counts against max_running while it starts
+    // The job's reference moves on to the loop, so the Job is freed there.
+    spawners.run([this, job]() mutable {
+      Spawned child = spawn_command(job->node->spec, null_fd.fd);
+      asio::post(io, [this, job = std::move(job), child = std::move(child)]() mutable {
+        on_spawned(job, std::move(child));
+      });
+    });
+  } catch (const std::exception& e) {  // out of memory, or no spawner thread could start
+    running.erase(n);
+    settle_and_notify(n, settle(*n, e.what(), false));
   }
 }
 
-// Hands what this launcher started and reaped to the loop, in one post (the
-// starts first: an exit may be of a command started in the same batch).
-void ProcessEngine::Impl::tell_loop(Launcher& l) noexcept {
-  if (l.launched.empty() && l.exited.empty()) return;
-  asio::post(io, [this, launched = std::move(l.launched), exited = std::move(l.exited)]() mutable {
-    for (Launched& x : launched) on_launched(std::move(x));
-    for (const Exited& x : exited) on_exited(x.node, x.wait_status, x.elapsed);
-  });
-  l.launched.clear();
-  l.exited.clear();
-}
-
-// Starts one command (see the loop's on_launched for what follows). Returns
-// whether it runs, as a child of this launcher.
-bool ProcessEngine::Impl::launch(Launcher& l, Pending p) noexcept {
-  ProcessNode* n = p.node;
-  Launched out;
-  out.pending = p;
-  try {
-    if (p.claim && !try_start(n)) {  // cancelled while queued
-      out.what = Launched::What::cancelled_while_queued;
-    } else {
-      ProcessResult& r = n->result;
-      ++r.attempts;
-      r.stdout_text.clear();
-      r.stderr_text.clear();
-      r.stdout_truncated = r.stderr_truncated = false;
-      r.timed_out = false;
-      r.exit_code = -1;
-      r.signal = 0;
-      if (n->interrupt_requested.load(std::memory_order_seq_cst)) {
-        out.what = Launched::What::interrupted;
-      } else {
-        out.child = spawn_command(n->spec, null_fd.fd);
-        out.what = out.child.pid < 0 ? Launched::What::failed : Launched::What::spawned;
-      }
-    }
-  } catch (const std::exception& e) {  // out of memory
-    out.what = Launched::What::failed;
-    out.child.error = e.what();
-  }
-  const bool runs =
-      out.what == Launched::What::spawned && watch(l, out.child.pid, n, out.child.spawned);
-  if (l.launched.empty()) l.first_untold = Clock::now();
-  l.launched.push_back(std::move(out));
-  return runs;
-}
-
-// From now on this launcher reaps the child. A pidfd is readable once the
-// child has exited (and a zombie's can still be opened); without one, the
-// child is polled every few milliseconds.
-bool ProcessEngine::Impl::watch(Launcher& l, pid_t pid, ProcessNode* n,
-                                Clock::time_point spawned) noexcept {
-  std::unique_ptr<LiveChild> child;
-  try {
-    child = std::make_unique<LiveChild>(LiveChild{pid, n, Fd(), spawned});
-    l.children.reserve(l.children.size() + 1);
-  } catch (const std::exception&) {  // out of memory: it cannot be watched, so it ends now
-    ::kill(-pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    l.exited.push_back(Exited{n, status, Clock::now() - spawned});  // told after its start
-    return false;
-  }
-  child->pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child->pid, 0)));
-  if (child->pidfd.fd >= 0) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = child.get();
-    if (::epoll_ctl(l.epoll.fd, EPOLL_CTL_ADD, child->pidfd.fd, &ev) != 0) child->pidfd.reset();
-  }
-  if (child->pidfd.fd < 0) ++l.unwatched;
-  l.children.emplace(pid, std::move(child));
-  return true;
-}
-
-// Reaps c if it has exited and tells the loop; then c is gone.
-bool ProcessEngine::Impl::reap(Launcher& l, LiveChild& c) noexcept {
-  int status = 0;
-  pid_t got;
-  do {
-    got = ::waitpid(c.pid, &status, WNOHANG);
-  } while (got < 0 && errno == EINTR);
-  if (got == 0) return false;
-  if (got != c.pid) status = 0;  // ECHILD: SIGCHLD ignored, status lost
-  const Clock::duration elapsed = Clock::now() - c.spawned;
-  l.exited.push_back(Exited{c.node, status, elapsed});
-  if (c.pidfd.fd < 0) --l.unwatched;
-  // Taken out of the epoll set first: closing it would not, while a child
-  // that has just exec'ed still holds a copy (until it closes its
-  // close-on-exec descriptors), and the set would report a freed child.
-  else ::epoll_ctl(l.epoll.fd, EPOLL_CTL_DEL, c.pidfd.fd, nullptr);
-  l.children.erase(c.pid);
-  return true;
-}
-
-void ProcessEngine::Impl::stop_launchers() noexcept {
-  {
-    std::lock_guard lock(queue_mutex);
-    stopping = true;
-    for (auto& l : launchers) l->ring();
-  }
-  for (auto& l : launchers)
-    if (l->thread.joinable()) l->thread.join();
-}
-
-// ---- on the loop ----------------------------------------------------------------
-
-void ProcessEngine::Impl::on_launched(Launched l) noexcept {
-  ProcessNode* n = l.pending.node;
-  in_flight.fetch_sub(1, std::memory_order_relaxed);
-  switch (l.what) {
-    case Launched::What::cancelled_while_queued:
-      return settle_and_notify(n, ProcessOutcome::not_started);
-    case Launched::What::interrupted:
-      return settle_and_notify(n, settle(*n, {}, true));
-    case Launched::What::failed:
-      return settle_and_notify(n, settle(*n, l.child.error, false));
-    case Launched::What::spawned:
-      break;
-  }
-  std::shared_ptr<Job> job;
-  try {
-    job = std::make_shared<Job>(*this, n);
-    running.emplace(n, job);
-  } catch (const std::exception& e) {  // out of memory: not watched, so stopped
-    ::kill(-l.child.pid, SIGKILL);
-    return settle_and_notify(n, settle(*n, e.what(), false));
+void ProcessEngine::Impl::on_spawned(const std::shared_ptr<Job>& job, Spawned child) {
+  ProcessNode* n = job->node;
+  if (child.pid < 0) {
+    running.erase(n);
+    settle_and_notify(n, settle(*n, child.error, false));
+    return;
   }
   ProcessResult& r = n->result;
   n->ran = true;
-  r.pid = job->pid = l.child.pid;
+  r.pid = job->pid = child.pid;
   if (n->on_started && !n->start_announced) {
     n->start_announced = true;
     n->on_started(n, n->done_arg);
   }
-  r.started = l.child.started;
-  job->spawned = l.child.spawned;
-  job->out.assign(l.child.out.release());
+  r.started = child.started;
+  job->spawned = child.spawned;
+  job->out.assign(child.out.release());
   job->open_streams = 1;
-  if (l.child.err.fd >= 0) {
-    job->err.assign(l.child.err.release());
+  if (child.err.fd >= 0) {
+    job->err.assign(child.err.release());
     ++job->open_streams;
   }
-  if (l.child.in.fd >= 0) job->in.assign(l.child.in.release());
-  // Taken by a launcher before a cancel_all, started after it: as cancel_all
-  // does with the commands it found running.
-  if (cancel_note && l.pending.cancel_round != cancel_round &&
-      !n->interrupt_requested.exchange(true, std::memory_order_seq_cst))
-    cancel_note(n, true, cancel_note_arg);
+  if (child.in.fd >= 0) job->in.assign(child.in.release());
   job->begin();
   if (terminating) job->terminate();
-}
-
-void ProcessEngine::Impl::on_exited(ProcessNode* n, int wait_status, Clock::duration elapsed) noexcept {
-  auto it = running.find(n);
-  if (it == running.end()) return;  // its Job could not be made (on_launched)
-  Job& job = *it->second;
-  job.exited = true;
-  job.wait_status = wait_status;
-  n->result.elapsed = elapsed;
-  job.maybe_done();  // the timeout still covers pipes that a grandchild keeps open
 }
 
 void ProcessEngine::Impl::Job::begin() {
@@ -817,7 +601,7 @@ void ProcessEngine::Impl::Job::begin() {
   // The exit is watched once the pipes are closed (see stream_closed).
   const ProcessOptions& o = node->spec.options;
   if (o.timeout.count() > 0) {
-    timer.expires_at(spawned + o.timeout);  // the loop may hear of the start a little later
+    timer.expires_after(o.timeout);
     timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->kill != Kill::none) return;
       self->node->result.timed_out = true;
@@ -858,6 +642,56 @@ void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d, std::stri
                });
 }
 
+void ProcessEngine::Impl::Job::watch_exit() {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    exit_watch.assign(pidfd);
+    exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
+                          [self = shared_from_this()](const boost::system::error_code&) {
+                            self->reap();
+                          });
+    return;
+  }
+  // No pidfds (Linux before 5.3): look every few milliseconds.
+  auto poll = std::make_shared<asio::steady_timer>(engine.io);
+  auto tick = std::make_shared<std::function<void()>>();
+  *tick = [self = shared_from_this(), poll, tick]() {
+    self->reap();
+    if (self->exited) {
+      *tick = nullptr;  // break the cycle
+      return;
+    }
+    poll->expires_after(std::chrono::milliseconds(5));
+    poll->async_wait([tick](const boost::system::error_code&) {
+      if (*tick) (*tick)();
+    });
+  };
+  (*tick)();
+}
+
+void ProcessEngine::Impl::Job::reap() noexcept {
+  if (exited) return;
+  int status = 0;
+  pid_t got;
+  do {
+    got = ::waitpid(pid, &status, WNOHANG);
+  } while (got < 0 && errno == EINTR);
+  if (got == 0) {  // a pidfd is readable only once the child exited; be safe
+    if (exit_watch.is_open())
+      exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
+                            [self = shared_from_this()](const boost::system::error_code&) {
+                              self->reap();
+                            });
+    return;
+  }
+  exited = true;
+  wait_status = got == pid ? status : 0;  // ECHILD: SIGCHLD ignored, status lost
+  node->result.elapsed = Clock::now() - spawned;
+  boost::system::error_code ignored;
+  exit_watch.close(ignored);
+  maybe_done();  // the timeout still covers pipes that a grandchild keeps open
+}
+
 // TERM to the whole group now, KILL after the grace period, then stop
 // waiting for pipes held open by processes that escaped the group.
 void ProcessEngine::Impl::Job::terminate() noexcept {
@@ -887,7 +721,14 @@ void ProcessEngine::Impl::Job::on_timer(const boost::system::error_code& ec) {
 }
 
 void ProcessEngine::Impl::Job::stream_closed() {
-  --open_streams;
+  // A command is done when its pipes are closed and it has exited. Its pipes
+  // close as it exits, so by the time we see that, it has nearly always
+  // exited too: reaped here, without a pidfd to make, watch and wake us.
+  if (--open_streams == 0 && !exited) {
+    reap();  // ends in maybe_done once it has exited
+    if (!exited) watch_exit();
+    return;
+  }
   maybe_done();
 }
 
@@ -915,14 +756,14 @@ void ProcessEngine::Impl::job_done(const std::shared_ptr<Job>& job) {
   if (!n->result.succeeded() && !interrupted && !terminating && n->result.attempts <= o.retries) {
     diag("command '{}' failed (attempt {} of {}); running it again", n->result.command,
          n->result.attempts, o.retries + 1);
-    enqueue(Pending{n, false}, true);
+    launch(n);
     return;
   }
   if (terminating) {
     // The program is about to end by the signal: completing these tasks now
     // would only race the end with wait()s that throw.
     held.push_back(n);
-    if (all_stopped()) acknowledge_termination();
+    if (running.empty()) acknowledge_termination();
     return;
   }
   settle_and_notify(n, settle(*n, {}, interrupted));
@@ -966,29 +807,35 @@ void ProcessEngine::Impl::settle_and_notify(ProcessNode* n, ProcessOutcome outco
     n->on_started(n, n->done_arg);
   }
   notify(n, outcome);
-  if (terminating && all_stopped()) acknowledge_termination();
+  if (terminating && running.empty()) acknowledge_termination();
+  pump();
 }
 
-// No command is running or being started (the queue is paused by then).
-bool ProcessEngine::Impl::all_stopped() const noexcept {
-  return running.empty() && in_flight.load(std::memory_order_relaxed) == 0;
+void ProcessEngine::Impl::pump() {
+  if (pumping) return;  // a launch that failed at once settles from inside the loop
+  pumping = true;
+  while (!queue.empty() && !terminating && (max_running == 0 || running.size() < max_running)) {
+    auto [n, claim] = queue.front();
+    queue.pop_front();
+    if (claim && !try_start(n)) {  // cancelled while queued
+      settle_and_notify(n, ProcessOutcome::not_started);
+      continue;
+    }
+    launch(n);
+  }
+  pumping = false;
 }
 
 void ProcessEngine::Impl::cancel_queued(ProcessNode* n, bool claim) noexcept {
-  // Its launcher drops it unrun (not_started) when its turn comes.
+  // pump() drops it unrun (not_started) when its turn comes.
   if (cancel_note && claim && cancel(n)) cancel_note(n, false, cancel_note_arg);
 }
 
 void ProcessEngine::Impl::terminate_all() noexcept {
   terminating = true;
   diag("engine '{}': termination signal; stopping {} commands", name, running.size());
-  {
-    // Queued commands are not started: the program is about to end. Those
-    // being started now are stopped in on_launched.
-    std::lock_guard lock(queue_mutex);
-    paused = true;
-  }
-  if (all_stopped()) {
+  // Queued commands are not started: the program is about to end.
+  if (running.empty()) {
     acknowledge_termination();
     return;
   }
@@ -1007,7 +854,8 @@ void ProcessEngine::Impl::watch_wake() {
 ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
     : name(std::move(engine_name)),
       max_running(max),
-      wake(io) {
+      wake(io),
+      spawners(std::min<std::size_t>(max ? max : max_spawners, max_spawners)) {
   null_fd.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (null_fd.fd < 0 || (null_fd.reset(above_stdio(null_fd.release())), null_fd.fd < 0))
     throw Error(fmt::format("process engine '{}': cannot open /dev/null: {}", name,
@@ -1017,20 +865,6 @@ ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
                             std::strerror(errno)));
   ::fcntl(wake_write.fd, F_SETFL, O_NONBLOCK);
   wake.assign(wake_read.release());
-  {
-    // As many as there are cores, so that each can start a child (waiting
-    // in vfork) while the others do, and no more than there are slots.
-    const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
-    std::size_t count = std::clamp<std::size_t>(cores, 1, max_launchers);
-    if (max_running) count = std::min(count, max_running);
-    try {
-      std::lock_guard lock(queue_mutex);
-      while (launchers.size() < count) start_launcher();
-    } catch (...) {
-      stop_launchers();  // ~Impl does not run
-      throw;
-    }
-  }
   signal_slot = watch_termination_signals(wake_write.fd);
   watch_wake();
 
@@ -1052,7 +886,6 @@ ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
   } catch (const std::system_error& e) {
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     forget_termination_signals(signal_slot);
-    stop_launchers();
     throw Error(fmt::format("process engine '{}': cannot start its thread: {}", name, e.what()));
   }
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -1060,7 +893,6 @@ ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
 
 ProcessEngine::Impl::~Impl() {
   forget_termination_signals(signal_slot);
-  stop_launchers();  // they use this; joined already when the engine stopped
 }
 
 // ---- the public face ---------------------------------------------------------
@@ -1077,7 +909,8 @@ void ProcessEngine::start(ProcessNode* n, bool claim) noexcept {
   try {
     asio::post(impl_->io, [impl = impl_.get(), n, claim] {
       impl->cancel_queued(n, claim);
-      impl->enqueue(Pending{n, claim}, false);
+      impl->queue.emplace_back(n, claim);
+      impl->pump();
     });
   } catch (const std::exception& e) {
     // Out of memory: the command cannot be queued; fail it here.
@@ -1103,13 +936,7 @@ void ProcessEngine::cancel_all(void (*note)(TaskState*, bool, void*), void* arg)
     asio::post(impl_->io, [impl = impl_.get(), note, arg] {
       impl->cancel_note = note;
       impl->cancel_note_arg = arg;
-      std::vector<Pending> queued;
-      {
-        std::lock_guard lock(impl->queue_mutex);
-        ++impl->cancel_round;  // for those being started now (on_launched)
-        queued.assign(impl->queue.begin(), impl->queue.end());
-      }
-      for (const Pending& p : queued) impl->cancel_queued(p.node, p.claim);
+      for (auto& [n, claim] : impl->queue) impl->cancel_queued(n, claim);
       for (auto& [n, job] : impl->running) {
         // As cancel() of a running command: no retry, and it fails with
         // pools::Cancelled saying its process group was terminated.
@@ -1141,7 +968,7 @@ void ProcessEngine::stop() noexcept {
   } else {
     impl_->thread.join();
   }
-  impl_->stop_launchers();
+  impl_->spawners.stop();
 }
 
 namespace {

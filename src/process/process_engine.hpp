@@ -1,7 +1,7 @@
 // The event loop that runs commands: one thread drains every child's stdout and
-// stderr and feeds its stdin, for any number of children at once; a few
-// launcher threads start them (Boost.Process, vfork) and reap them (pidfds).
-// Boost.Process and Asio stay inside process_engine.cpp: they are costly to compile.
+// stderr, feeds its stdin and notices its exit (a pidfd), for any number of
+// children at once; a few spawner threads start them (Boost.Process, vfork). Boost.Process and Asio stay
+// inside process_engine.cpp: they are costly to compile.
 #pragma once
 
 #include <cstddef>
