@@ -20,7 +20,7 @@
 //   cat                              copy stdin to stdout
 //   count-stdin                      the number of bytes on stdin until end of file
 //   pgid                             "PID PGID"
-//   signal-state                     the SigBlk, SigIgn and SigCgt lines of /proc/self/status
+//   signal-state                     the SigBlk and SigIgn lines of /proc/self/status
 //   fds                              the descriptors above 2 that are open, one per line
 //   wait-for FILE [READYFILE]        create READYFILE, then wait until FILE exists
 //   slot DIR MAX                     mark itself running in DIR for a moment; writes
@@ -264,7 +264,7 @@ int run_helper_mode(const std::string& mode, int argc, char** argv) {
     std::ifstream status("/proc/self/status");
     std::string line, lines;
     while (std::getline(status, line))
-      if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigIgn:", 0) == 0 || line.rfind("SigCgt:", 0) == 0)
+      if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigIgn:", 0) == 0)
         lines += line + "\n";
     write_all(1, lines);
     return 0;

@@ -266,15 +266,9 @@ struct ChildSetup : bp::extend::handler {
 // Under ThreadSanitizer vfork is fork: the child's memory is its own, so what
 // it could not do reaches us only through an error pipe. Under a real vfork
 // the shared memory says it, and the pipe is not made (a pipe costs a few
-// system calls per command).
+// system calls per command). g++ only: clang cannot build the library.
 #if defined(__SANITIZE_THREAD__)
 constexpr bool vfork_may_be_fork = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool vfork_may_be_fork = true;
-#else
-constexpr bool vfork_may_be_fork = false;
-#endif
 #else
 constexpr bool vfork_may_be_fork = false;
 #endif
