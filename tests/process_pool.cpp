@@ -475,6 +475,63 @@ TEST_CASE("process pool: a timeout counts from the start of the command, not fro
   REQUIRE(queued.wait_return() == "ran\n");
 }
 
+TEST_CASE("process pool: more commands run at once than the pool has threads", "[process]") {
+  // Spawner threads see short commands to their end; longer ones are the event
+  // loop's, however many: 20 commands wait for each other here, so all 20 must
+  // run at once, and the pool adds no thread per command for that.
+  REQUIRE_HELPERS();
+  auto count_threads = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/task")) ++n;
+    return n;
+  };
+  const std::size_t threads_before = count_threads();
+  auto& pool = pools::get_process_pool("pp.wide", 20);
+  TempDir dir("wide");
+  std::vector<pools::ProcessTask> tasks;
+  for (int i = 0; i < 20; ++i)
+    tasks.push_back(pool.add_process(
+        "waits", helper({"wait-for", dir / "gate", dir / ("ready-" + std::to_string(i))})));
+  auto all_ready = [&] {
+    for (int i = 0; i < 20; ++i)
+      if (!fs::exists(dir.path / ("ready-" + std::to_string(i)))) return false;
+    return true;
+  };
+  REQUIRE(wait_until(all_ready));
+  const std::size_t threads_running = count_threads();
+  touch(dir / "gate");
+  pools::wait_all(tasks);
+  // The event loop and at most 9 spawners.
+  CHECK(threads_running - threads_before <= 10);
+}
+
+TEST_CASE("process pool: output before and after a command outlasts the spawner's wait is kept",
+          "[process]") {
+  // A spawner reads a command's first output itself; the event loop reads the
+  // rest, and reaps a command that closed its pipes but has not exited.
+  REQUIRE_HELPERS();
+  auto& pool = pools::get_process_pool("pp.hand-off", 2);
+  auto spread = pool.add_process(
+      "spread", "printf first; printf e1 >&2; sleep 0.3; printf second; printf e2 >&2");
+  REQUIRE(spread.wait_return() == "firstsecond");
+  CHECK(spread.result().stderr_text == "e1e2");
+
+  pools::ProcessOptions unchecked;
+  unchecked.check = false;
+  auto closes_early = pool.add_process("closes early", "exec >&- 2>&-; sleep 0.3; exit 3", unchecked);
+  closes_early.wait();
+  CHECK(closes_early.result().exit_code == 3);
+
+  // A timeout shorter than the spawner's wait still kills the command.
+  pools::ProcessOptions quick_timeout;
+  quick_timeout.timeout = 5ms;
+  auto slow = pool.add_process("slow", helper({"sleep", "60"}), quick_timeout);
+  REQUIRE_THROWS_AS(slow.wait(), pools::ProcessError);
+  CHECK(slow.result().timed_out);
+  CHECK(slow.result().signal == SIGTERM);
+  CHECK(slow.result().elapsed < 30s);
+}
+
 TEST_CASE("process pool: a failed command nobody waited for is reported at exit or shutdown",
           "[process]") {
   REQUIRE_HELPERS();

@@ -10,7 +10,7 @@
 int main(int argc, char** argv) {
   pools::init(argc, argv);
 
-  // At most 4 commands run at once; one event-loop thread watches them all.
+  // At most 4 commands run at once, started and watched by the pool's engine.
   pools::PoolBase& pool = pools::get_process_pool("commands", 4);
 
   // A string runs through /bin/sh -c; wait_return() is its stdout.

@@ -34,7 +34,7 @@ struct ThreadPoolOptions {
 /// Options of a process pool (get_process_pool(name, options)). The hooks run
 /// on the threads that run the pool's functions (add_task), which then start
 /// with the pool instead of at its first add_task. Commands (add_process) have
-/// no worker of their own (one event loop starts them all), so no hook runs
+/// no worker of their own (the pool's engine starts them all), so no hook runs
 /// for them, and a failed on_start does not stop them.
 struct ProcessPoolOptions {
   /// Commands running at once, and threads for functions (default: the

@@ -160,7 +160,7 @@ public:
 
   /// Runs a command through /bin/sh -c and returns a handle whose wait_return()
   /// is the command's stdout. Every pool kind runs commands: the process pool
-  /// many at once from one event loop, the other kinds on one of their workers.
+  /// many at once from its engine, the other kinds on one of their workers.
   /// Does not block, and does not throw for a command that cannot start (its
   /// task fails with pools::ProcessError saying why). Throws pools::Error when
   /// the pool was shut down or the options are invalid.

@@ -21,7 +21,8 @@ PoolBase& get_thread_pool(std::string_view name = {},
 
 /// Returns the process pool called `name` (empty: the global one), creating it
 /// on first use. It runs commands (add_process), at most `max_running` at once
-/// (default: the hardware threads), all watched by one event-loop thread.
+/// (default: the hardware threads), started and watched by a few threads of its
+/// own (one event loop and up to 9 spawners), never one thread per command.
 /// Functions given to its add_task run on max_running threads of its own.
 /// Same errors as get_thread_pool.
 PoolBase& get_process_pool(std::string_view name = {},

@@ -1,16 +1,20 @@
-// The command engine: one Asio event loop per engine, on its own thread.
+// The command engine: spawner threads and one Asio event loop per engine.
 //
 // Why it is built this way (see docs/process-pool.md):
 // - Children start with Boost.Process and vfork (the parent's page tables are
 //   not copied) on a few spawner threads: vfork holds the calling thread until
 //   the child has exec'ed, and the loop must go on draining pipes meanwhile.
 //   Every child is ours to reap, by pid: no exit status is lost between threads.
+// - A spawner with nothing else to start waits for its command a short while
+//   and settles it itself: a short command then costs one thread and no
+//   hand-off, as in a loop of vfork and waitpid. Whatever outlasts that wait,
+//   however many, is the loop's (see "the engine" below).
 // - Our pipes are made with O_CLOEXEC, so a child spawned at the same moment
 //   from another engine cannot inherit them (Boost.Process v1's pipes are not).
 // - A child's exit is seen through a pidfd, watched like any descriptor: no
-//   SIGCHLD handler, no thread blocked per child.
+//   SIGCHLD handler.
 // - The loop's and spawners' threads block every signal (the spawners all but
-//   SIGCHLD, see Spawners::start_thread), so a child starts with a clean mask
+//   SIGCHLD, see start_spawner_locked), so a child starts with a clean mask
 //   that we set ourselves, and a write to a closed stdin gives EPIPE rather
 //   than killing the program.
 #define BOOST_ASIO_DISABLE_CO_AWAIT 1
@@ -19,6 +23,7 @@
 #define BOOST_POSIX_HAS_VFORK 1
 #include "process/process_engine.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -34,8 +39,10 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -68,9 +75,11 @@ namespace bp = boost::process;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t read_chunk = 64 * 1024;
-// Threads that start children at once (each waits in vfork until its child
-// has exec'ed); more than this gains nothing on machines we know.
-constexpr std::size_t max_spawners = 8;
+// Threads that start children, at most: one per slot (each waits in vfork
+// until its child has exec'ed, and for a short command until it ends) and one
+// more, so that a slot the loop frees finds a spawner free. More than 8 at
+// once gains nothing on machines we know.
+constexpr std::size_t max_spawners = 9;
 // After SIGKILL, how long a pipe may stay open (held by a process that left
 // the group) before the engine stops reading it.
 constexpr auto abandon_after = std::chrono::seconds(1);
@@ -293,6 +302,8 @@ struct Spawned {
   std::string error;
   std::chrono::system_clock::time_point started;
   Clock::time_point spawned;
+  bool exited = false;  // reaped by the spawner that waited for it
+  int wait_status = 0;
 };
 
 // Starts spec's command. Runs on a spawner thread: vfork suspends the calling
@@ -361,92 +372,64 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
   return out;
 }
 
-// Threads that start children, made on demand up to a cap. They block every
-// signal, as the event loop does (see the top of this file).
-class Spawners {
-public:
-  explicit Spawners(std::size_t cap) : cap_(cap) {}
-  ~Spawners() { stop(); }
-
-  // Runs work on a spawner thread. Throws when no thread exists and none can start.
-  void run(std::function<void()> work) {
-    std::unique_lock lock(mutex_);
-    work_.push_back(std::move(work));
-    if (idle_ == 0 && threads_.size() < cap_) {
-      try {
-        start_thread();
-        return;
-      } catch (...) {
-        if (threads_.empty()) {
-          work_.pop_back();
-          throw;
-        }
-      }
+// Reads what fd holds now (at most 16 reads, so that one flooding command
+// cannot starve the rest) into text, keeping at most cap bytes (0: no cap).
+// False at EOF, or at an error that ends the stream as EOF would.
+bool drain(int fd, char* buf, std::string& text, bool& truncated, std::size_t cap) {
+  for (int i = 0; i < 16; ++i) {
+    const ssize_t n = ::read(fd, buf, read_chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n <= 0) return false;
+    std::size_t keep = static_cast<std::size_t>(n);
+    if (cap && text.size() + keep > cap) {
+      keep = cap > text.size() ? cap - text.size() : 0;
+      truncated = true;
     }
-    // Notified after unlocking: the woken thread does not wait for our lock.
-    lock.unlock();
-    cv_.notify_one();
+    text.append(buf, keep);
   }
+  return true;
+}
 
-  void stop() noexcept {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_)
-      if (t.joinable()) t.join();
+// Kills and reaps a command that cannot be watched (out of memory). One
+// already reaped is left alone: its pid may be another's by now.
+void end_now(Spawned& child) {
+  if (child.exited) return;
+  ::kill(-child.pid, SIGKILL);
+  ::waitpid(child.pid, nullptr, 0);
+  child.exited = true;
+}
+
+// What is left until deadline (zero when passed), for ppoll.
+timespec time_until(Clock::time_point deadline) {
+  const auto left = std::max(deadline - Clock::now(), Clock::duration::zero());
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
+
+// The exit code or signal of a wait status, into r.
+void record_exit(ProcessResult& r, int wait_status) {
+  if (WIFSIGNALED(wait_status)) {
+    r.signal = WTERMSIG(wait_status);
+    r.exit_code = -1;
+  } else {
+    r.exit_code = WEXITSTATUS(wait_status);
   }
-
-private:
-  void start_thread() {
-    sigset_t all, old;
-    sigfillset(&all);
-    // But SIGCHLD: the kernel sends a child's exit signal to the thread that
-    // started it, and drops it at once when that thread does not block it and
-    // its action is the default (ignore). Blocked, it would wake another
-    // thread of the program for every command, only to be ignored there.
-    sigdelset(&all, SIGCHLD);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old);
-    try {
-      threads_.emplace_back([this] { loop(); });
-    } catch (...) {
-      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      throw;
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  }
-
-  void loop() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      if (!work_.empty()) {
-        std::function<void()> work = std::move(work_.front());
-        work_.pop_front();
-        lock.unlock();
-        work();
-        lock.lock();
-        continue;
-      }
-      if (stopping_) return;
-      ++idle_;
-      cv_.wait(lock);
-      --idle_;
-    }
-  }
-
-  std::size_t cap_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> work_;
-  std::vector<std::thread> threads_;
-  std::size_t idle_ = 0;
-  bool stopping_ = false;
-};
+}
 
 }  // namespace
 
-// ---- one command being run -------------------------------------------------
+// ---- the engine --------------------------------------------------------------
+//
+// Who does what. A spawner thread takes the next command from the queue,
+// starts it, and when nothing else could start meanwhile (every slot taken, or
+// nothing queued) waits for it a short while itself: a short command (most of
+// a bulk run) is read to EOF, reaped and settled right there, and the spawner
+// goes on to the next one, as a loop of vfork and waitpid would. Nothing else
+// wakes for it but whoever waits for its task. Any other command, and one
+// still running after the short wait, is handed to the event loop, which
+// drains its pipes, feeds its stdin, watches its exit and enforces its timeout
+// however long it runs: never one thread per running child.
 
 struct ProcessEngine::Impl {
   struct Job;
@@ -454,16 +437,34 @@ struct ProcessEngine::Impl {
   Impl(std::string name, std::size_t max_running);
   ~Impl();
 
-  void launch(ProcessNode* n) noexcept;
-  void on_spawned(const std::shared_ptr<Job>& job, Spawned child);
-  void pump();
+  // Any thread.
+  void enqueue(ProcessNode* n, bool claim) noexcept;
+  void wake_spawner_locked();
+  void start_spawner_locked();
+
+  // Spawner threads.
+  void spawner_main() noexcept;
+  void run(ProcessNode* n, bool claim, char* buf) noexcept;
+  bool begin_attempt(ProcessNode* n) noexcept;
+  bool wait_briefly(ProcessNode* n, Spawned& child, char* buf) noexcept;
+  bool should_hand_off() noexcept;
+  void hand_off(ProcessNode* n, Spawned child) noexcept;
+  void finish(ProcessNode* n, ProcessOutcome outcome) noexcept;
+
+  // The loop thread.
+  void on_spawned(ProcessNode* n, Spawned child);
   void job_done(const std::shared_ptr<Job>& job);
-  void settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
-  void notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
   void terminate_all() noexcept;
   void acknowledge_termination() noexcept;
   void release_held_if_alive(int seen_raised) noexcept;
   void watch_wake();
+
+  // Both.
+  bool should_retry(ProcessNode* n) const noexcept;
+  void announce_start(ProcessNode* n) noexcept;
+  bool free_slot(bool wake) noexcept;
+  void settle_done(ProcessNode* n, ProcessOutcome outcome, bool on_loop) noexcept;
+  void notify(ProcessNode* n, ProcessOutcome outcome) noexcept;
 
   std::string name;
   std::size_t max_running;
@@ -474,21 +475,34 @@ struct ProcessEngine::Impl {
   asio::posix::stream_descriptor wake;
   char wake_byte = 0;
   int signal_slot = -1;
-  bool terminating = false;
-  bool termination_acknowledged = false;
-  bool pumping = false;
-  // After cancel_all: commands are cancelled instead of run, and noted.
-  void (*cancel_note)(TaskState*, bool, void*) = nullptr;
-  void* cancel_note_arg = nullptr;
-  void cancel_queued(ProcessNode* n, bool claim) noexcept;
 
-  // Engine thread only.
-  std::deque<std::pair<ProcessNode*, bool>> queue;  // node, claim
-  std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;
+  // Loop thread only.
+  bool termination_acknowledged = false;
+  std::unordered_map<ProcessNode*, std::shared_ptr<Job>> running;  // handed to the loop
   std::vector<ProcessNode*> held;  // finished while terminating (see job_done)
   asio::steady_timer held_timer{io};
-  Spawners spawners;
   std::array<char, read_chunk> read_buffer;  // every read of every job (see Job::read)
+
+  // Under `mutex`.
+  std::mutex mutex;
+  std::condition_variable spawner_cv;
+  std::deque<std::pair<ProcessNode*, bool>> queue;  // node, claim
+  std::deque<ProcessNode*> retries;                 // to run again; they keep their slot
+  std::vector<ProcessNode*> on_spawners;  // taken by a spawner, not yet handed to the loop
+  std::size_t active = 0;                 // slots taken: on a spawner or in the loop
+  std::vector<std::thread> spawners;
+  std::size_t spawner_cap;
+  std::size_t idle_spawners = 0;
+  bool spawners_stopping = false;
+  // Readable while work waits that no idle spawner can take: a spawner waiting
+  // for its child then hands it to the loop and goes to start that work.
+  Fd work_waiting;
+  bool work_nudged = false;
+  // Set under `mutex`, read anywhere.
+  std::atomic<bool> terminating{false};
+  // After cancel_all: commands are cancelled instead of run, and noted.
+  std::atomic<void (*)(TaskState*, bool, void*)> cancel_note{nullptr};
+  void* cancel_note_arg = nullptr;  // written before cancel_note
 
   // Any thread.
   std::atomic<std::size_t> size{0};
@@ -496,6 +510,11 @@ struct ProcessEngine::Impl {
   std::condition_variable stop_cv;
   bool stopped = false;
 };
+
+// How long a spawner waits for a command it started before handing it to the
+// loop: longer than /bin/true takes on a loaded machine, short enough that a
+// cancel() or a signal meanwhile is acted on at once to a person.
+constexpr auto wait_on_spawner = std::chrono::milliseconds(20);
 
 struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
   Job(Impl& e, ProcessNode* n)
@@ -522,9 +541,125 @@ struct ProcessEngine::Impl::Job : std::enable_shared_from_this<Job> {
   void maybe_done();
 };
 
-// Hands the command to a spawner thread; on_spawned continues on the loop.
-// A command that cannot even be handed over fails here.
-void ProcessEngine::Impl::launch(ProcessNode* n) noexcept {
+// ---- spawner threads ---------------------------------------------------------
+
+// Queues n, and sees that a spawner will take it.
+void ProcessEngine::Impl::enqueue(ProcessNode* n, bool claim) noexcept {
+  // After cancel_all, a command added later is cancelled before any spawner
+  // can take it, and the spawner's try_start then drops it as not_started.
+  if (auto note = cancel_note.load(std::memory_order_acquire); note && claim && cancel(n))
+    note(n, false, cancel_note_arg);
+  std::unique_lock lock(mutex);
+  try {
+    queue.emplace_back(n, claim);
+  } catch (...) {
+    lock.unlock();  // out of memory: fail it here
+    notify(n, claim && !try_start(n) ? ProcessOutcome::not_started
+                                     : settle(*n, "out of memory", false));
+    return;
+  }
+  try {
+    wake_spawner_locked();
+  } catch (const std::exception& e) {
+    if (!spawners.empty()) return;  // those there will take it
+    queue.pop_back();  // no thread could start at all
+    lock.unlock();
+    notify(n, claim && !try_start(n) ? ProcessOutcome::not_started
+                                     : settle(*n, e.what(), false));
+  }
+}
+
+// Someone must take queued or retried work: an idle spawner, a new one, or
+// (all busy, none to add) one waiting for its child, told through work_waiting.
+// Throws only when a new spawner was needed and could not start.
+void ProcessEngine::Impl::wake_spawner_locked() {
+  const bool slot_free = max_running == 0 || active < max_running;
+  if (retries.empty() && (queue.empty() || !slot_free || terminating.load())) return;
+  if (idle_spawners > 0) {
+    spawner_cv.notify_one();
+  } else if (spawners.size() < spawner_cap) {
+    start_spawner_locked();
+  } else if (!work_nudged) {
+    work_nudged = true;
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto w = ::write(work_waiting.fd, &one, sizeof one);
+  }
+}
+
+void ProcessEngine::Impl::start_spawner_locked() {
+  // Every signal blocked (see the top of this file), but SIGCHLD: the kernel
+  // sends a child's exit signal to the thread that started it, and drops it at
+  // once when that thread does not block it and its action is the default
+  // (ignore). Blocked, it would wake another thread of the program for every
+  // command, only to be ignored there.
+  sigset_t all, old;
+  sigfillset(&all);
+  sigdelset(&all, SIGCHLD);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  try {
+    spawners.emplace_back([this] { spawner_main(); });
+  } catch (...) {
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    throw;
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void ProcessEngine::Impl::spawner_main() noexcept {
+  std::array<char, read_chunk> buf;  // what it reads of its commands' output
+  std::unique_lock lock(mutex);
+  for (;;) {
+    ProcessNode* n = nullptr;
+    bool claim = false;
+    if (!retries.empty()) {
+      n = retries.front();
+      retries.pop_front();
+    } else if (!queue.empty() && !terminating.load() &&
+               (max_running == 0 || active < max_running)) {
+      std::tie(n, claim) = queue.front();
+      queue.pop_front();
+      ++active;
+    }
+    if (n) {
+      if (work_nudged) {  // taken: whoever else it woke need not hand off
+        work_nudged = false;
+        std::uint64_t count;
+        [[maybe_unused]] auto r = ::read(work_waiting.fd, &count, sizeof count);
+      }
+      on_spawners.push_back(n);
+      lock.unlock();
+      run(n, claim, buf.data());
+      lock.lock();
+      continue;
+    }
+    if (spawners_stopping) return;
+    ++idle_spawners;
+    spawner_cv.wait(lock);
+    --idle_spawners;
+  }
+}
+
+// Runs n's command until it is settled here or handed to the loop.
+void ProcessEngine::Impl::run(ProcessNode* n, bool claim, char* buf) noexcept {
+  if (claim && !try_start(n)) return finish(n, ProcessOutcome::not_started);  // cancelled while queued
+  for (;;) {
+    if (!begin_attempt(n)) return finish(n, settle(*n, {}, true));
+    Spawned child = spawn_command(n->spec, null_fd.fd);
+    if (child.pid < 0) return finish(n, settle(*n, child.error, false));
+    ProcessResult& r = n->result;
+    n->ran = true;
+    r.pid = child.pid;
+    r.started = child.started;
+    announce_start(n);
+    if (!wait_briefly(n, child, buf) || terminating.load()) return hand_off(n, std::move(child));
+    record_exit(r, child.wait_status);
+    if (should_retry(n)) continue;
+    return finish(n, settle(*n, {}, n->interrupt_requested.load(std::memory_order_seq_cst)));
+  }
+}
+
+// A new attempt's result; false when the command was cancelled meanwhile.
+bool ProcessEngine::Impl::begin_attempt(ProcessNode* n) noexcept {
   ProcessResult& r = n->result;
   ++r.attempts;
   r.stdout_text.clear();
@@ -533,56 +668,126 @@ void ProcessEngine::Impl::launch(ProcessNode* n) noexcept {
   r.timed_out = false;
   r.exit_code = -1;
   r.signal = 0;
-  if (n->interrupt_requested.load(std::memory_order_seq_cst)) {
-    settle_and_notify(n, settle(*n, {}, true));
-    return;
+  return !n->interrupt_requested.load(std::memory_order_seq_cst);
+}
+
+// When no other command could start meanwhile, waits up to wait_on_spawner
+// (or the command's timeout, if shorter) for the command to close its pipes
+// and exit, reading its output. True when it has: child.exited and
+// child.wait_status say how. Otherwise child holds what is still open.
+bool ProcessEngine::Impl::wait_briefly(ProcessNode* n, Spawned& child, char* buf) noexcept {
+  const ProcessOptions& o = n->spec.options;
+  if (child.in.fd >= 0 || should_hand_off()) return false;
+  auto deadline = child.spawned + wait_on_spawner;
+  if (o.timeout.count() > 0) deadline = std::min(deadline, child.spawned + o.timeout);
+  ProcessResult& r = n->result;
+  for (;;) {
+    pollfd fds[3];
+    nfds_t count = 0;
+    if (child.out.fd >= 0) fds[count++] = {child.out.fd, POLLIN, 0};
+    if (child.err.fd >= 0) fds[count++] = {child.err.fd, POLLIN, 0};
+    if (count == 0) break;
+    fds[count++] = {work_waiting.fd, POLLIN, 0};
+    if (Clock::now() >= deadline) return false;
+    const timespec left = time_until(deadline);
+    if (::ppoll(fds, count, &left, nullptr) < 0 && errno != EINTR) return false;
+    if (fds[count - 1].revents) return false;  // work for this thread
+    for (nfds_t i = 0; i + 1 < count; ++i) {
+      if (!fds[i].revents) continue;
+      const bool is_out = fds[i].fd == child.out.fd;
+      if (!drain(fds[i].fd, buf, is_out ? r.stdout_text : r.stderr_text,
+                 is_out ? r.stdout_truncated : r.stderr_truncated, o.max_output))
+        (is_out ? child.out : child.err).reset();
+    }
   }
+  // Its pipes close as it exits, a moment before it can be reaped.
+  auto reap = [&] {
+    pid_t got;
+    do {
+      got = ::waitpid(child.pid, &child.wait_status, WNOHANG);
+    } while (got < 0 && errno == EINTR);
+    return got;
+  };
+  pid_t got = reap();
+  if (got == 0) {
+    Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child.pid, 0)));
+    if (pidfd.fd < 0) return false;  // no pidfds: the loop watches its exit
+    pollfd exit_fd{pidfd.fd, POLLIN, 0};
+    const timespec left = time_until(deadline);
+    ::ppoll(&exit_fd, 1, &left, nullptr);
+    got = reap();
+    if (got == 0) return false;  // the loop watches its exit
+  }
+  child.exited = true;
+  if (got != child.pid) child.wait_status = 0;  // ECHILD: SIGCHLD ignored, status lost
+  r.elapsed = Clock::now() - child.spawned;
+  return true;
+}
+
+// True when other work could start now and no idle spawner is there to take it.
+bool ProcessEngine::Impl::should_hand_off() noexcept {
+  std::lock_guard lock(mutex);
+  if (idle_spawners > 0) return false;
+  const bool slot_free = max_running == 0 || active < max_running;
+  return !retries.empty() || (!queue.empty() && slot_free && !terminating.load());
+}
+
+void ProcessEngine::Impl::hand_off(ProcessNode* n, Spawned child) noexcept {
   try {
-    auto job = std::make_shared<Job>(*this, n);
-    running.emplace(n, job);  // counts against max_running while it starts
-    // The job's reference moves on to the loop, so the Job is freed there.
-    spawners.run([this, job]() mutable {
-      Spawned child = spawn_command(job->node->spec, null_fd.fd);
-      asio::post(io, [this, job = std::move(job), child = std::move(child)]() mutable {
-        on_spawned(job, std::move(child));
-      });
-    });
-  } catch (const std::exception& e) {  // out of memory, or no spawner thread could start
-    running.erase(n);
-    settle_and_notify(n, settle(*n, e.what(), false));
+    asio::post(io, [this, n, child = std::move(child)]() mutable { on_spawned(n, std::move(child)); });
+  } catch (...) {  // out of memory: end the command rather than lose it
+    end_now(child);
+    finish(n, settle(*n, "out of memory", false));
   }
 }
 
-void ProcessEngine::Impl::on_spawned(const std::shared_ptr<Job>& job, Spawned child) {
-  ProcessNode* n = job->node;
-  if (child.pid < 0) {
+// The command is done on this spawner: free its slot, then tell its waiters.
+void ProcessEngine::Impl::finish(ProcessNode* n, ProcessOutcome outcome) noexcept {
+  {
+    std::lock_guard lock(mutex);
+    on_spawners.erase(std::find(on_spawners.begin(), on_spawners.end(), n));
+  }
+  settle_done(n, outcome, false);
+}
+
+// ---- the loop ----------------------------------------------------------------
+
+// A command a spawner started and did not see to its end: from here the loop
+// drains what is still open, watches its exit and enforces its timeout.
+void ProcessEngine::Impl::on_spawned(ProcessNode* n, Spawned child) {
+  {
+    std::lock_guard lock(mutex);
+    on_spawners.erase(std::find(on_spawners.begin(), on_spawners.end(), n));
+  }
+  std::shared_ptr<Job> job;
+  try {
+    job = std::make_shared<Job>(*this, n);
+    running.emplace(n, job);
+  } catch (const std::exception& e) {  // out of memory: end the command rather than lose it
+    end_now(child);
     running.erase(n);
-    settle_and_notify(n, settle(*n, child.error, false));
-    return;
+    return settle_done(n, settle(*n, e.what(), false), true);
   }
-  ProcessResult& r = n->result;
-  n->ran = true;
-  r.pid = job->pid = child.pid;
-  if (n->on_started && !n->start_announced) {
-    n->start_announced = true;
-    n->on_started(n, n->done_arg);
-  }
-  r.started = child.started;
+  job->pid = child.pid;
   job->spawned = child.spawned;
-  job->out.assign(child.out.release());
-  job->open_streams = 1;
+  job->exited = child.exited;
+  job->wait_status = child.wait_status;
+  if (child.out.fd >= 0) {
+    job->out.assign(child.out.release());
+    ++job->open_streams;
+  }
   if (child.err.fd >= 0) {
     job->err.assign(child.err.release());
     ++job->open_streams;
   }
   if (child.in.fd >= 0) job->in.assign(child.in.release());
   job->begin();
-  if (terminating) job->terminate();
+  if (terminating.load()) job->terminate();
 }
 
 void ProcessEngine::Impl::Job::begin() {
   ProcessResult& r = node->result;
-  read(out, r.stdout_text, r.stdout_truncated);
+  if (out.is_open()) read(out, r.stdout_text, r.stdout_truncated);
   if (err.is_open()) read(err, r.stderr_text, r.stderr_truncated);
   if (in.is_open()) {
     // A command that exits without reading its stdin ends the write with EPIPE.
@@ -592,10 +797,10 @@ void ProcessEngine::Impl::Job::begin() {
                         self->in.close(ignored);
                       });
   }
-  // The exit is watched once the pipes are closed (see stream_closed).
+  // The timeout counts from the spawn, not from when the loop heard of it.
   const ProcessOptions& o = node->spec.options;
   if (o.timeout.count() > 0) {
-    timer.expires_after(o.timeout);
+    timer.expires_at(spawned + o.timeout);
     timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->kill != Kill::none) return;
       self->node->result.timed_out = true;
@@ -603,6 +808,11 @@ void ProcessEngine::Impl::Job::begin() {
     });
   }
   if (node->interrupt_requested.load(std::memory_order_seq_cst)) terminate();
+  // The exit is watched once the pipes are closed (see stream_closed).
+  if (open_streams > 0) return;
+  if (exited) return maybe_done();
+  reap();  // ends in maybe_done once it has exited
+  if (!exited) watch_exit();
 }
 
 // Waits until d is readable, then reads what is there into the loop's one
@@ -611,27 +821,13 @@ void ProcessEngine::Impl::Job::read(asio::posix::stream_descriptor& d, std::stri
                                     bool& truncated) {
   d.async_wait(asio::posix::stream_descriptor::wait_read,
                [self = shared_from_this(), &d, &text, &truncated](const boost::system::error_code& ec) {
-                 auto end_stream = [&] {
+                 // Cancelled: a pipe held open after the group was killed.
+                 if (ec || !drain(d.native_handle(), self->engine.read_buffer.data(), text,
+                                  truncated, self->node->spec.options.max_output)) {
                    boost::system::error_code ignored;
                    d.close(ignored);
-                   self->stream_closed();
-                 };
-                 std::array<char, read_chunk>& buf = self->engine.read_buffer;
-                 const std::size_t cap = self->node->spec.options.max_output;
-                 // A bounded number of reads, so one flooding command cannot starve the rest.
-                 for (int i = 0; !ec && i < 16; ++i) {
-                   const ssize_t n = ::read(d.native_handle(), buf.data(), buf.size());
-                   if (n < 0 && errno == EINTR) continue;
-                   if (n < 0 && errno == EAGAIN) break;
-                   if (n <= 0) return end_stream();  // EOF, or an error that ends it as EOF would
-                   std::size_t keep = static_cast<std::size_t>(n);
-                   if (cap && text.size() + keep > cap) {
-                     keep = cap > text.size() ? cap - text.size() : 0;
-                     truncated = true;
-                   }
-                   text.append(buf.data(), keep);
+                   return self->stream_closed();
                  }
-                 if (ec) return end_stream();  // cancelled: a pipe held open after the group was killed
                  self->read(d, text, truncated);
                });
 }
@@ -689,7 +885,8 @@ void ProcessEngine::Impl::Job::reap() noexcept {
 // TERM to the whole group now, KILL after the grace period, then stop
 // waiting for pipes held open by processes that escaped the group.
 void ProcessEngine::Impl::Job::terminate() noexcept {
-  if (kill != Kill::none || pid <= 0) return;  // still starting: on_spawned checks again
+  // Reaped, pipes closed: done, and its pid may be another's by now.
+  if (kill != Kill::none || (exited && open_streams == 0)) return;
   ::kill(-pid, SIGTERM);
   kill = Kill::term_sent;
   timer.expires_after(node->spec.options.kill_grace);
@@ -732,35 +929,41 @@ void ProcessEngine::Impl::Job::maybe_done() {
   timer.cancel();
   in.close(ignored);
   if (kill != Kill::none) ::kill(-pid, SIGKILL);  // leftovers of a terminated group
-  ProcessResult& r = node->result;
-  if (WIFSIGNALED(wait_status)) {
-    r.signal = WTERMSIG(wait_status);
-    r.exit_code = -1;
-  } else {
-    r.exit_code = WEXITSTATUS(wait_status);
-  }
+  record_exit(node->result, wait_status);
   engine.job_done(shared_from_this());
 }
 
 void ProcessEngine::Impl::job_done(const std::shared_ptr<Job>& job) {
   ProcessNode* n = job->node;
   running.erase(n);
-  const bool interrupted = n->interrupt_requested.load(std::memory_order_seq_cst);
-  const ProcessOptions& o = n->spec.options;
-  if (!n->result.succeeded() && !interrupted && !terminating && n->result.attempts <= o.retries) {
-    diag("command '{}' failed (attempt {} of {}); running it again", n->result.command,
-         n->result.attempts, o.retries + 1);
-    launch(n);
-    return;
+  if (should_retry(n)) {
+    std::lock_guard lock(mutex);
+    try {
+      retries.push_back(n);  // it keeps its slot
+      wake_spawner_locked();
+      return;
+    } catch (const std::exception&) {
+      if (!retries.empty() && retries.back() == n) retries.pop_back();
+    }  // out of memory: it fails as it is
   }
-  if (terminating) {
+  if (terminating.load()) {
     // The program is about to end by the signal: completing these tasks now
     // would only race the end with wait()s that throw.
     held.push_back(n);
-    if (running.empty()) acknowledge_termination();
+    if (free_slot(true)) acknowledge_termination();
     return;
   }
-  settle_and_notify(n, settle(*n, {}, interrupted));
+  settle_done(n, settle(*n, {}, n->interrupt_requested.load(std::memory_order_seq_cst)), true);
+}
+
+bool ProcessEngine::Impl::should_retry(ProcessNode* n) const noexcept {
+  const ProcessResult& r = n->result;
+  if (r.succeeded() || n->interrupt_requested.load(std::memory_order_seq_cst) ||
+      terminating.load() || r.attempts > n->spec.options.retries)
+    return false;
+  diag("command '{}' failed (attempt {} of {}); running it again", r.command, r.attempts,
+       n->spec.options.retries + 1);
+  return true;
 }
 
 // Every command of this engine is gone: let the signal be raised again. The
@@ -780,8 +983,47 @@ void ProcessEngine::Impl::release_held_if_alive(int seen_raised) noexcept {
     const int seen = seen_raised + (termination_raised() ? 1 : 0);
     if (seen < 2) return release_held_if_alive(seen);
     for (ProcessNode* n : std::exchange(held, {}))
-      settle_and_notify(n, settle(*n, {}, n->interrupt_requested.load()));
+      notify(n, settle(*n, {}, n->interrupt_requested.load()));
   });
+}
+
+// ---- both --------------------------------------------------------------------
+
+// The observers' "started", once per command: at its first spawn, or as it
+// ends without one (it could not start).
+void ProcessEngine::Impl::announce_start(ProcessNode* n) noexcept {
+  if (n->on_started && !n->start_announced) {
+    n->start_announced = true;
+    n->on_started(n, n->done_arg);
+  }
+}
+
+// Frees a slot; with `wake`, sees that queued work is taken (a spawner that
+// frees its own slot takes it itself). True when that was the last command
+// while the program is terminating.
+bool ProcessEngine::Impl::free_slot(bool wake) noexcept {
+  std::lock_guard lock(mutex);
+  --active;
+  if (wake) {
+    try {
+      wake_spawner_locked();
+    } catch (...) {  // a spawner exists: this command came through one
+    }
+  }
+  return terminating.load() && active == 0;
+}
+
+// The command is done: its slot goes to the next one, then its waiters hear.
+void ProcessEngine::Impl::settle_done(ProcessNode* n, ProcessOutcome outcome, bool on_loop) noexcept {
+  if (outcome != ProcessOutcome::not_started) announce_start(n);
+  const bool last = free_slot(on_loop);
+  notify(n, outcome);
+  if (!last) return;
+  if (on_loop) return acknowledge_termination();
+  try {
+    asio::post(io, [this] { acknowledge_termination(); });
+  } catch (...) {  // out of memory: the signal's own fallback ends the program
+  }
 }
 
 // Hands the outcome to whoever waits, drops the engine's reference.
@@ -794,45 +1036,17 @@ void ProcessEngine::Impl::notify(ProcessNode* n, ProcessOutcome outcome) noexcep
   }
 }
 
-void ProcessEngine::Impl::settle_and_notify(ProcessNode* n, ProcessOutcome outcome) noexcept {
-  // A claimed command that never spawned still started, for its observers.
-  if (outcome != ProcessOutcome::not_started && n->on_started && !n->start_announced) {
-    n->start_announced = true;
-    n->on_started(n, n->done_arg);
-  }
-  notify(n, outcome);
-  if (terminating && running.empty()) acknowledge_termination();
-  pump();
-}
-
-void ProcessEngine::Impl::pump() {
-  if (pumping) return;  // a launch that failed at once settles from inside the loop
-  pumping = true;
-  while (!queue.empty() && !terminating && (max_running == 0 || running.size() < max_running)) {
-    auto [n, claim] = queue.front();
-    queue.pop_front();
-    if (claim && !try_start(n)) {  // cancelled while queued
-      settle_and_notify(n, ProcessOutcome::not_started);
-      continue;
-    }
-    launch(n);
-  }
-  pumping = false;
-}
-
-void ProcessEngine::Impl::cancel_queued(ProcessNode* n, bool claim) noexcept {
-  // pump() drops it unrun (not_started) when its turn comes.
-  if (cancel_note && claim && cancel(n)) cancel_note(n, false, cancel_note_arg);
-}
-
 void ProcessEngine::Impl::terminate_all() noexcept {
-  terminating = true;
-  diag("engine '{}': termination signal; stopping {} commands", name, running.size());
-  // Queued commands are not started: the program is about to end.
-  if (running.empty()) {
-    acknowledge_termination();
-    return;
+  bool none;
+  {
+    std::lock_guard lock(mutex);
+    terminating.store(true);
+    none = active == 0;
   }
+  diag("engine '{}': termination signal; stopping {} commands", name, running.size());
+  // Queued commands are not started: the program is about to end. Those on a
+  // spawner reach the loop within wait_on_spawner and are terminated there.
+  if (none) return acknowledge_termination();
   for (auto& [node, job] : running) job->terminate();
 }
 
@@ -840,7 +1054,7 @@ void ProcessEngine::Impl::watch_wake() {
   wake.async_read_some(asio::buffer(&wake_byte, 1),
                        [this](const boost::system::error_code& ec, std::size_t) {
                          if (ec) return;
-                         if (pending_termination_signal() && !terminating) terminate_all();
+                         if (pending_termination_signal() && !terminating.load()) terminate_all();
                          watch_wake();
                        });
 }
@@ -849,14 +1063,18 @@ ProcessEngine::Impl::Impl(std::string engine_name, std::size_t max)
     : name(std::move(engine_name)),
       max_running(max),
       wake(io),
-      spawners(std::min<std::size_t>(max ? max : max_spawners, max_spawners)) {
+      spawner_cap(std::min<std::size_t>(max ? max + 1 : max_spawners, max_spawners)) {
+  auto fail = [&](const char* what) {
+    return Error(fmt::format("process engine '{}': {}: {}", name, what, std::strerror(errno)));
+  };
   null_fd.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (null_fd.fd < 0 || (null_fd.reset(above_stdio(null_fd.release())), null_fd.fd < 0))
-    throw Error(fmt::format("process engine '{}': cannot open /dev/null: {}", name,
-                            std::strerror(errno)));
-  if (!make_pipe(wake_read, wake_write))
-    throw Error(fmt::format("process engine '{}': cannot make a pipe: {}", name,
-                            std::strerror(errno)));
+    throw fail("cannot open /dev/null");
+  work_waiting.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (work_waiting.fd < 0 || (work_waiting.reset(above_stdio(work_waiting.release())),
+                              work_waiting.fd < 0))
+    throw fail("cannot make an eventfd");
+  if (!make_pipe(wake_read, wake_write)) throw fail("cannot make a pipe");
   ::fcntl(wake_write.fd, F_SETFL, O_NONBLOCK);
   wake.assign(wake_read.release());
   signal_slot = watch_termination_signals(wake_write.fd);
@@ -900,20 +1118,11 @@ void ProcessEngine::start(ProcessNode* n, bool claim) noexcept {
   retain(n);  // the engine's reference, dropped after on_done
   n->engine.store(this, std::memory_order_seq_cst);
   impl_->size.fetch_add(1, std::memory_order_acq_rel);
-  try {
-    asio::post(impl_->io, [impl = impl_.get(), n, claim] {
-      impl->cancel_queued(n, claim);
-      impl->queue.emplace_back(n, claim);
-      impl->pump();
-    });
-  } catch (const std::exception& e) {
-    // Out of memory: the command cannot be queued; fail it here.
-    impl_->notify(n, claim && !try_start(n) ? ProcessOutcome::not_started
-                                            : settle(*n, e.what(), false));
-  }
+  impl_->enqueue(n, claim);
 }
 
 void ProcessEngine::interrupt(ProcessNode* n) noexcept {
+  // On a spawner, the command sees the flag when it ends or reaches the loop.
   retain(n);
   try {
     asio::post(impl_->io, [impl = impl_.get(), n] {
@@ -926,16 +1135,33 @@ void ProcessEngine::interrupt(ProcessNode* n) noexcept {
 }
 
 void ProcessEngine::cancel_all(void (*note)(TaskState*, bool, void*), void* arg) noexcept {
+  impl_->cancel_note_arg = arg;
+  impl_->cancel_note.store(note, std::memory_order_release);
+  // As cancel() of a running command: no retry, and it fails with
+  // pools::Cancelled saying its process group was terminated.
+  auto interrupt_running = [note, arg](ProcessNode* n) {
+    if (!n->interrupt_requested.exchange(true, std::memory_order_seq_cst)) note(n, true, arg);
+  };
   try {
-    asio::post(impl_->io, [impl = impl_.get(), note, arg] {
-      impl->cancel_note = note;
-      impl->cancel_note_arg = arg;
-      for (auto& [n, claim] : impl->queue) impl->cancel_queued(n, claim);
+    asio::post(impl_->io, [impl = impl_.get(), note, arg, interrupt_running] {
+      std::vector<std::pair<ProcessNode*, bool>> queued;
+      {
+        std::lock_guard lock(impl->mutex);
+        for (auto [n, claim] : impl->queue)
+          if (claim) queued.emplace_back(n, false);
+        for (ProcessNode* n : impl->on_spawners) queued.emplace_back(n, true);
+        for (ProcessNode* n : impl->retries) queued.emplace_back(n, true);
+        for (auto& entry : queued) retain(entry.first);  // they may end meanwhile
+      }
+      for (auto [n, started] : queued) {
+        // Still queued: cancelled, and dropped unrun when a spawner takes it.
+        // Taken by a spawner meanwhile: it is running.
+        if (!started && cancel(n)) note(n, false, arg);
+        else interrupt_running(n);
+        release(n);
+      }
       for (auto& [n, job] : impl->running) {
-        // As cancel() of a running command: no retry, and it fails with
-        // pools::Cancelled saying its process group was terminated.
-        if (n->interrupt_requested.exchange(true, std::memory_order_seq_cst)) continue;
-        note(n, true, arg);
+        interrupt_running(n);
         job->terminate();
       }
     });
@@ -957,12 +1183,18 @@ void ProcessEngine::stop() noexcept {
     impl_->stopped = true;
   }
   impl_->io.stop();
-  if (impl_->thread.get_id() == std::this_thread::get_id()) {
-    impl_->thread.detach();
-  } else {
-    impl_->thread.join();
+  const bool on_loop = impl_->thread.get_id() == std::this_thread::get_id();
+  if (on_loop) impl_->thread.detach();
+  else impl_->thread.join();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->spawners_stopping = true;
   }
-  impl_->spawners.stop();
+  impl_->spawner_cv.notify_all();
+  for (auto& t : impl_->spawners) {
+    if (t.get_id() == std::this_thread::get_id()) t.detach();  // a waiter's on_done closed the pool
+    else if (t.joinable()) t.join();
+  }
 }
 
 namespace {

@@ -1,7 +1,8 @@
-// The event loop that runs commands: one thread drains every child's stdout and
-// stderr, feeds its stdin and notices its exit (a pidfd), for any number of
-// children at once; a few spawner threads start them (Boost.Process, vfork). Boost.Process and Asio stay
-// inside process_engine.cpp: they are costly to compile.
+// What runs commands: a few spawner threads start them (Boost.Process, vfork)
+// and see short ones to their end; one event-loop thread drains the stdout and
+// stderr of every longer one, feeds its stdin and notices its exit (a pidfd),
+// for any number of children at once. Boost.Process and Asio stay inside
+// process_engine.cpp: they are costly to compile.
 #pragma once
 
 #include <cstddef>
@@ -24,7 +25,8 @@ public:
   ProcessEngine& operator=(const ProcessEngine&) = delete;
 
   /// Runs n's command once a slot is free (FIFO), retrying it as its options
-  /// say, and then calls n->on_done exactly once, on the engine thread. With
+  /// say, and then calls n->on_done exactly once, on one of the engine's
+  /// threads (a spawner or the loop; never with an engine lock held). With
   /// `claim`, n is still pending and is claimed (detail::try_start) when its
   /// turn comes; a task cancelled meanwhile ends as ProcessOutcome::not_started.
   /// Without, the caller already claimed it. Never throws.
@@ -35,7 +37,7 @@ public:
 
   /// The fast close (close_pools_now): every command queued now or started
   /// later is cancelled when its turn comes (with `claim`; then note(n, false)
-  /// is called on the engine thread), and every running one is interrupted
+  /// is called, on the loop or on the thread that adds it), and every running one is interrupted
   /// (note(n, true)): its process group gets SIGTERM, SIGKILL after its
   /// kill_grace. Never throws.
   void cancel_all(void (*note)(TaskState* n, bool was_running, void* arg), void* arg) noexcept;

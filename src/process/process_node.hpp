@@ -34,15 +34,16 @@ struct ProcessNode final : ResultState<std::string> {
   ProcessResult result;  // stdout_text is moved into `value` on success
   bool ran = false;      // spawned at least once: result() is meaningful
 
-  // Called once on the engine thread when the command is done (the engine
-  // holds a reference across the call). Set before the node reaches the engine.
+  // Called once on an engine thread (a spawner or the loop) when the command
+  // is done (the engine holds a reference across the call). Set before the
+  // node reaches the engine.
   void (*on_done)(ProcessNode*, ProcessOutcome, void* arg) noexcept = nullptr;
   void* done_arg = nullptr;
-  // Called at most once on the engine thread when the command starts (its
+  // Called at most once on an engine thread when the command starts (its
   // first spawn, or before on_done of a first attempt that could not spawn),
   // with done_arg; for observers (the process pool). Null: not called.
   void (*on_started)(ProcessNode*, void* arg) noexcept = nullptr;
-  bool start_announced = false;  // engine thread only
+  bool start_announced = false;  // by whichever engine thread has the command
 
   // cancel() of a running command: set first, then the engine is told.
   std::atomic<bool> interrupt_requested{false};
