@@ -20,7 +20,8 @@
 //   cat                              copy stdin to stdout
 //   count-stdin                      the number of bytes on stdin until end of file
 //   pgid                             "PID PGID"
-//   signal-state                     the SigBlk and SigIgn lines of /proc/self/status
+//   signal-state                     the SigBlk and SigIgn lines of /proc/self/status,
+//                                    then "Policy: N" (its scheduling policy)
 //   fds                              the descriptors above 2 that are open, one per line
 //   wait-for FILE [READYFILE]        create READYFILE, then wait until FILE exists
 //   slot DIR MAX                     mark itself running in DIR for a moment; writes
@@ -51,6 +52,7 @@
 // Output goes through write(2): unbuffered, so nothing is lost to a signal.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -266,7 +268,7 @@ int run_helper_mode(const std::string& mode, int argc, char** argv) {
     while (std::getline(status, line))
       if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigIgn:", 0) == 0)
         lines += line + "\n";
-    write_all(1, lines);
+    write_all(1, lines + "Policy: " + std::to_string(::sched_getscheduler(0)) + "\n");
     return 0;
   }
   if (mode == "pgid") {

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -176,7 +177,8 @@ TEST_CASE("process pool: no more than max_running commands run at once", "[proce
   REQUIRE_NOTHROW(b.wait());
 }
 
-TEST_CASE("process pool: a command starts with no signal blocked and SIGPIPE at its default",
+TEST_CASE("process pool: a command starts with no signal blocked, SIGPIPE at its default and "
+          "the normal scheduling policy",
           "[process]") {
   REQUIRE_HELPERS();
   auto& pool = pools::get_process_pool("pp.signal-state", 2);
@@ -216,6 +218,8 @@ TEST_CASE("process pool: a command starts with no signal blocked and SIGPIPE at 
     CHECK((ignored & bit(SIGPIPE)) == 0);
     CHECK((ignored & bit(SIGHUP)) == 0);
     CHECK((ignored & bit(SIGUSR1)) != 0);  // ignored signals stay ignored across exec, as in a shell
+    // Not the SCHED_BATCH of the pool's threads.
+    CHECK(std::stoi(state.substr(state.find("Policy:") + 7)) == SCHED_OTHER);
   }
 }
 

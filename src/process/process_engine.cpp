@@ -190,6 +190,7 @@ struct ChildSetup : bp::extend::handler {
   char** envp = nullptr;
   const char* cwd = nullptr;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1, error_fd = -1;
+  bool normal_policy = false;  // the spawner runs SCHED_BATCH; the command must not
   pid_t parent = 0;
   // The pid Boost.Process gives up on when it reports an error (to reap it).
   pid_t failed_pid = -1;
@@ -219,6 +220,10 @@ struct ChildSetup : bp::extend::handler {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     reset_signal_handlers();
+    if (normal_policy) {
+      sched_param normal{};
+      ::sched_setscheduler(0, SCHED_OTHER, &normal);
+    }
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -309,7 +314,7 @@ struct Spawned {
 // Starts spec's command. Runs on a spawner thread: vfork suspends the calling
 // thread until the child has exec'ed, so several threads start children at
 // once while the event loop keeps draining pipes.
-Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
+Spawned spawn_command(const ProcessSpec& spec, int null_fd, bool normal_policy) {
   Spawned out;
   const ProcessOptions& o = spec.options;
   std::string exe = find_on_path(spec.argv[0], o, out.error);
@@ -340,6 +345,7 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd) {
   setup.stderr_fd = o.merge_stderr ? out_w.fd : err_w.fd;
   setup.error_fd = error_w.fd;
   setup.parent = ::getpid();
+  setup.normal_policy = normal_policy;
 
   std::error_code ec;
   out.started = std::chrono::system_clock::now();
@@ -444,7 +450,7 @@ struct ProcessEngine::Impl {
 
   // Spawner threads.
   void spawner_main() noexcept;
-  void run(ProcessNode* n, bool claim, char* buf) noexcept;
+  void run(ProcessNode* n, bool claim, char* buf, bool batch) noexcept;
   bool begin_attempt(ProcessNode* n) noexcept;
   bool wait_briefly(ProcessNode* n, Spawned& child, char* buf) noexcept;
   bool should_hand_off() noexcept;
@@ -606,6 +612,14 @@ void ProcessEngine::Impl::start_spawner_locked() {
 }
 
 void ProcessEngine::Impl::spawner_main() noexcept {
+  // As the loop (see its thread): waiting for a command, a spawner that
+  // preempted it at each step of its exit (one pipe closed, the other, the
+  // exit) would wake three times instead of once (docs/performance.md).
+  // Its children start with the normal policy again. A program that runs
+  // with a policy of its own keeps it for both.
+  sched_param normal{};
+  const bool batch = ::sched_getscheduler(0) == SCHED_OTHER &&
+                     ::sched_setscheduler(0, SCHED_BATCH, &normal) == 0;
   std::array<char, read_chunk> buf;  // what it reads of its commands' output
   std::unique_lock lock(mutex);
   for (;;) {
@@ -628,7 +642,7 @@ void ProcessEngine::Impl::spawner_main() noexcept {
       }
       on_spawners.push_back(n);
       lock.unlock();
-      run(n, claim, buf.data());
+      run(n, claim, buf.data(), batch);
       lock.lock();
       continue;
     }
@@ -640,11 +654,11 @@ void ProcessEngine::Impl::spawner_main() noexcept {
 }
 
 // Runs n's command until it is settled here or handed to the loop.
-void ProcessEngine::Impl::run(ProcessNode* n, bool claim, char* buf) noexcept {
+void ProcessEngine::Impl::run(ProcessNode* n, bool claim, char* buf, bool batch) noexcept {
   if (claim && !try_start(n)) return finish(n, ProcessOutcome::not_started);  // cancelled while queued
   for (;;) {
     if (!begin_attempt(n)) return finish(n, settle(*n, {}, true));
-    Spawned child = spawn_command(n->spec, null_fd.fd);
+    Spawned child = spawn_command(n->spec, null_fd.fd, batch);
     if (child.pid < 0) return finish(n, settle(*n, child.error, false));
     ProcessResult& r = n->result;
     n->ran = true;
