@@ -1051,16 +1051,16 @@ void ProcessEngine::Impl::notify(ProcessNode* n, ProcessOutcome outcome) noexcep
 }
 
 void ProcessEngine::Impl::terminate_all() noexcept {
-  bool none;
+  std::size_t commands;
   {
     std::lock_guard lock(mutex);
     terminating.store(true);
-    none = active == 0;
+    commands = active;
   }
-  diag("engine '{}': termination signal; stopping {} commands", name, running.size());
+  diag("engine '{}': termination signal; stopping {} commands", name, commands);
   // Queued commands are not started: the program is about to end. Those on a
   // spawner reach the loop within wait_on_spawner and are terminated there.
-  if (none) return acknowledge_termination();
+  if (commands == 0) return acknowledge_termination();
   for (auto& [node, job] : running) job->terminate();
 }
 
