@@ -378,6 +378,9 @@ struct Goal {
 };
 // Indexes into contenders(): limit 0, pool 1, pools-run 2, xargs 3, parallel 4.
 const Goal goals[] = {{"pool/limit", 1, 0, 0.9}, {"pool/xargs", 1, 3, 1.5}, {"pools-run/parallel", 2, 4, 5.0}};
+// Not a goal: how far above xargs the machine's limit itself is (a pool
+// cannot beat the limit, so this bounds pool/xargs).
+const Goal reference{"limit/xargs", 0, 3, 0};
 
 struct Config {
   Workload w;
@@ -400,6 +403,7 @@ std::optional<double> ratio(const Config& c, const std::vector<Contender>& cs, c
 void print_ratios(const Config& c, const std::vector<Contender>& cs, int round) {
   for (auto& g : goals)
     if (auto q = ratio(c, cs, g, round)) std::printf("  %s %.2f", g.label, *q);
+  if (auto q = ratio(c, cs, reference, round)) std::printf("  (%s %.2f)", reference.label, *q);
 }
 
 void usage() {
@@ -507,7 +511,7 @@ int main(int argc, char** argv) {
   std::printf("%-8s %3s", "workload", "J");
   for (auto& c : cs) std::printf(" %10s", c.name.c_str());
   for (auto& g : goals) std::printf("  %s (goal >= %.1f)", g.label, g.at_least);
-  std::printf("\n");
+  std::printf("  %s (reference)\n", reference.label);
   bool all_met = true;
   for (auto& cfg : configs) {
     std::printf("%-8s %3d", workload_name(cfg.w), cfg.j);
@@ -529,6 +533,8 @@ int main(int argc, char** argv) {
         std::printf("  %-*s", width, "n/a");
       }
     }
+    if (auto q = ratio(cfg, cs, reference, -1)) std::printf("  %.2f", *q);
+    else std::printf("  n/a");
     std::printf("\n");
   }
   std::printf("%s\n", all_met ? "all goals met" : "not all goals met (see above)");
