@@ -612,14 +612,8 @@ void ProcessEngine::Impl::start_spawner_locked() {
 }
 
 void ProcessEngine::Impl::spawner_main() noexcept {
-  // As the loop (see its thread): waiting for a command, a spawner that
-  // preempted it at each step of its exit (one pipe closed, the other, the
-  // exit) would wake three times instead of once (docs/performance.md).
-  // Its children start with the normal policy again. A program that runs
-  // with a policy of its own keeps it for both.
-  sched_param normal{};
-  const bool batch = ::sched_getscheduler(0) == SCHED_OTHER &&
-                     ::sched_setscheduler(0, SCHED_BATCH, &normal) == 0;
+  // See run(). A program that runs with a policy of its own keeps it.
+  const bool batch = ::sched_getscheduler(0) == SCHED_OTHER;
   std::array<char, read_chunk> buf;  // what it reads of its commands' output
   std::unique_lock lock(mutex);
   for (;;) {
@@ -658,7 +652,18 @@ void ProcessEngine::Impl::run(ProcessNode* n, bool claim, char* buf, bool batch)
   if (claim && !try_start(n)) return finish(n, ProcessOutcome::not_started);  // cancelled while queued
   for (;;) {
     if (!begin_attempt(n)) return finish(n, settle(*n, {}, true));
-    Spawned child = spawn_command(n->spec, null_fd.fd, batch);
+    // SCHED_BATCH while it starts the command: vfork wakes this thread when
+    // the child's exec has replaced its memory, and at the normal policy it
+    // would preempt the child there, in the middle of its exec (most of the
+    // context switches the pool had beyond the limit's at J = 2). It waits
+    // for the command at the normal policy, so that on a busy machine the
+    // command's end wakes it at once to start the next one; under SCHED_BATCH
+    // that waits for the next tick (docs/performance.md). The child goes back
+    // to the normal policy itself.
+    sched_param normal{};
+    const bool as_batch = batch && ::sched_setscheduler(0, SCHED_BATCH, &normal) == 0;
+    Spawned child = spawn_command(n->spec, null_fd.fd, as_batch);
+    if (as_batch) ::sched_setscheduler(0, SCHED_OTHER, &normal);
     if (child.pid < 0) return finish(n, settle(*n, child.error, false));
     ProcessResult& r = n->result;
     n->ran = true;
@@ -695,26 +700,34 @@ bool ProcessEngine::Impl::wait_briefly(ProcessNode* n, Spawned& child, char* buf
   auto deadline = child.spawned + wait_on_spawner;
   if (o.timeout.count() > 0) deadline = std::min(deadline, child.spawned + o.timeout);
   ProcessResult& r = n->result;
-  for (;;) {
+  // Reads what a pipe holds; closes it at EOF.
+  auto read_pipe = [&](Fd& pipe) {
+    const bool is_out = &pipe == &child.out;
+    if (!drain(pipe.fd, buf, is_out ? r.stdout_text : r.stderr_text,
+               is_out ? r.stdout_truncated : r.stderr_truncated, o.max_output))
+      pipe.reset();
+  };
+  // Its output, until one of its pipes closes: it is most likely exiting.
+  for (bool closed = false; !closed;) {
     pollfd fds[3];
+    Fd* pipes[2];
     nfds_t count = 0;
-    if (child.out.fd >= 0) fds[count++] = {child.out.fd, POLLIN, 0};
-    if (child.err.fd >= 0) fds[count++] = {child.err.fd, POLLIN, 0};
+    for (Fd* pipe : {&child.out, &child.err})
+      if (pipe->fd >= 0) pipes[count] = pipe, fds[count++] = {pipe->fd, POLLIN, 0};
     if (count == 0) break;
-    fds[count++] = {work_waiting.fd, POLLIN, 0};
+    fds[count] = {work_waiting.fd, POLLIN, 0};
     if (Clock::now() >= deadline) return false;
     const timespec left = time_until(deadline);
-    if (::ppoll(fds, count, &left, nullptr) < 0 && errno != EINTR) return false;
-    if (fds[count - 1].revents) return false;  // work for this thread
-    for (nfds_t i = 0; i + 1 < count; ++i) {
+    if (::ppoll(fds, count + 1, &left, nullptr) < 0 && errno != EINTR) return false;
+    if (fds[count].revents) return false;  // work for this thread
+    for (nfds_t i = 0; i < count; ++i) {
       if (!fds[i].revents) continue;
-      const bool is_out = fds[i].fd == child.out.fd;
-      if (!drain(fds[i].fd, buf, is_out ? r.stdout_text : r.stderr_text,
-                 is_out ? r.stdout_truncated : r.stderr_truncated, o.max_output))
-        (is_out ? child.out : child.err).reset();
+      read_pipe(*pipes[i]);
+      closed = closed || pipes[i]->fd < 0;
     }
   }
-  // Its pipes close as it exits, a moment before it can be reaped.
+  // Then its exit, through a pidfd only: waiting on its other pipe too would
+  // wake this thread again as the exit closes it, a moment before the exit.
   auto reap = [&] {
     pid_t got;
     do {
@@ -730,12 +743,16 @@ bool ProcessEngine::Impl::wait_briefly(ProcessNode* n, Spawned& child, char* buf
     const timespec left = time_until(deadline);
     ::ppoll(&exit_fd, 1, &left, nullptr);
     got = reap();
-    if (got == 0) return false;  // the loop watches its exit
+    if (got == 0) return false;  // still running (or writing to its other pipe): the loop's
   }
   child.exited = true;
   if (got != child.pid) child.wait_status = 0;  // ECHILD: SIGCHLD ignored, status lost
   r.elapsed = Clock::now() - child.spawned;
-  return true;
+  // What is left in a pipe; one still open after the exit is held by a
+  // process the command left behind, and the loop reads it to its end.
+  for (Fd* pipe : {&child.out, &child.err})
+    if (pipe->fd >= 0) read_pipe(*pipe);
+  return child.out.fd < 0 && child.err.fd < 0;
 }
 
 // True when other work could start now and no idle spawner is there to take it.
