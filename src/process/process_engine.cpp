@@ -406,6 +406,16 @@ void end_now(Spawned& child) {
   child.exited = true;
 }
 
+// waitpid(pid, WNOHANG): pid once reaped (status set), 0 while it runs, -1 on
+// an error (ECHILD when SIGCHLD is ignored and the kernel reaped it).
+pid_t reap_if_exited(pid_t pid, int& status) {
+  pid_t got;
+  do {
+    got = ::waitpid(pid, &status, WNOHANG);
+  } while (got < 0 && errno == EINTR);
+  return got;
+}
+
 // What is left until deadline (zero when passed), for ppoll.
 timespec time_until(Clock::time_point deadline) {
   const auto left = std::max(deadline - Clock::now(), Clock::duration::zero());
@@ -447,6 +457,11 @@ struct ProcessEngine::Impl {
   void enqueue(ProcessNode* n, bool claim) noexcept;
   void wake_spawner_locked();
   void start_spawner_locked();
+  bool retry_waiting_locked() const noexcept { return !retries.empty(); }
+  bool queued_can_start_locked() const noexcept {
+    return !queue.empty() && !terminating.load() && (max_running == 0 || active < max_running);
+  }
+  void forget_on_spawner(ProcessNode* n) noexcept;
 
   // Spawner threads.
   void spawner_main() noexcept;
@@ -579,8 +594,7 @@ void ProcessEngine::Impl::enqueue(ProcessNode* n, bool claim) noexcept {
 // (all busy, none to add) one waiting for its child, told through work_waiting.
 // Throws only when a new spawner was needed and could not start.
 void ProcessEngine::Impl::wake_spawner_locked() {
-  const bool slot_free = max_running == 0 || active < max_running;
-  if (retries.empty() && (queue.empty() || !slot_free || terminating.load())) return;
+  if (!retry_waiting_locked() && !queued_can_start_locked()) return;
   if (idle_spawners > 0) {
     spawner_cv.notify_one();
   } else if (spawners.size() < spawner_cap) {
@@ -619,11 +633,10 @@ void ProcessEngine::Impl::spawner_main() noexcept {
   for (;;) {
     ProcessNode* n = nullptr;
     bool claim = false;
-    if (!retries.empty()) {
+    if (retry_waiting_locked()) {
       n = retries.front();
       retries.pop_front();
-    } else if (!queue.empty() && !terminating.load() &&
-               (max_running == 0 || active < max_running)) {
+    } else if (queued_can_start_locked()) {
       std::tie(n, claim) = queue.front();
       queue.pop_front();
       ++active;
@@ -728,21 +741,14 @@ bool ProcessEngine::Impl::wait_briefly(ProcessNode* n, Spawned& child, char* buf
   }
   // Then its exit, through a pidfd only: waiting on its other pipe too would
   // wake this thread again as the exit closes it, a moment before the exit.
-  auto reap = [&] {
-    pid_t got;
-    do {
-      got = ::waitpid(child.pid, &child.wait_status, WNOHANG);
-    } while (got < 0 && errno == EINTR);
-    return got;
-  };
-  pid_t got = reap();
+  pid_t got = reap_if_exited(child.pid, child.wait_status);
   if (got == 0) {
     Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child.pid, 0)));
     if (pidfd.fd < 0) return false;  // no pidfds: the loop watches its exit
     pollfd exit_fd{pidfd.fd, POLLIN, 0};
     const timespec left = time_until(deadline);
     ::ppoll(&exit_fd, 1, &left, nullptr);
-    got = reap();
+    got = reap_if_exited(child.pid, child.wait_status);
     if (got == 0) return false;  // still running (or writing to its other pipe): the loop's
   }
   child.exited = true;
@@ -758,9 +764,7 @@ bool ProcessEngine::Impl::wait_briefly(ProcessNode* n, Spawned& child, char* buf
 // True when other work could start now and no idle spawner is there to take it.
 bool ProcessEngine::Impl::should_hand_off() noexcept {
   std::lock_guard lock(mutex);
-  if (idle_spawners > 0) return false;
-  const bool slot_free = max_running == 0 || active < max_running;
-  return !retries.empty() || (!queue.empty() && slot_free && !terminating.load());
+  return idle_spawners == 0 && (retry_waiting_locked() || queued_can_start_locked());
 }
 
 void ProcessEngine::Impl::hand_off(ProcessNode* n, Spawned child) noexcept {
@@ -774,11 +778,14 @@ void ProcessEngine::Impl::hand_off(ProcessNode* n, Spawned child) noexcept {
 
 // The command is done on this spawner: free its slot, then tell its waiters.
 void ProcessEngine::Impl::finish(ProcessNode* n, ProcessOutcome outcome) noexcept {
-  {
-    std::lock_guard lock(mutex);
-    on_spawners.erase(std::find(on_spawners.begin(), on_spawners.end(), n));
-  }
+  forget_on_spawner(n);
   settle_done(n, outcome, false);
+}
+
+// n is no longer a spawner's: settled there, or handed to the loop.
+void ProcessEngine::Impl::forget_on_spawner(ProcessNode* n) noexcept {
+  std::lock_guard lock(mutex);
+  on_spawners.erase(std::find(on_spawners.begin(), on_spawners.end(), n));
 }
 
 // ---- the loop ----------------------------------------------------------------
@@ -786,10 +793,7 @@ void ProcessEngine::Impl::finish(ProcessNode* n, ProcessOutcome outcome) noexcep
 // A command a spawner started and did not see to its end: from here the loop
 // drains what is still open, watches its exit and enforces its timeout.
 void ProcessEngine::Impl::on_spawned(ProcessNode* n, Spawned child) {
-  {
-    std::lock_guard lock(mutex);
-    on_spawners.erase(std::find(on_spawners.begin(), on_spawners.end(), n));
-  }
+  forget_on_spawner(n);
   std::shared_ptr<Job> job;
   try {
     job = std::make_shared<Job>(*this, n);
@@ -893,10 +897,7 @@ void ProcessEngine::Impl::Job::watch_exit() {
 void ProcessEngine::Impl::Job::reap() noexcept {
   if (exited) return;
   int status = 0;
-  pid_t got;
-  do {
-    got = ::waitpid(pid, &status, WNOHANG);
-  } while (got < 0 && errno == EINTR);
+  const pid_t got = reap_if_exited(pid, status);
   if (got == 0) {  // a pidfd is readable only once the child exited; be safe
     if (exit_watch.is_open())
       exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
