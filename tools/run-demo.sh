@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=install-deps.sh
 source "$root/tools/install-deps.sh"
-pools_install_missing meson ninja-build g++ pkg-config libboost-all-dev libfmt-dev
+pools_install_missing meson ninja-build g++ pkg-config libboost-all-dev libfmt-dev libcereal-dev
 
 build="$root/build-demo"
 opts=(--buildtype=release -Dtests=false -Dbenchmarks=disabled)

@@ -24,7 +24,7 @@ source "$root/tools/install-deps.sh"
 # parallel: the pools-run tests check joblog compatibility with GNU parallel.
 # cmake: Meson finds Debian's Catch2 (with its prebuilt main) through Catch2's
 # CMake config; without cmake it would fall back to downloading Catch2.
-pools_install_missing meson ninja-build g++ pkg-config libboost-all-dev libfmt-dev catch2 \
+pools_install_missing meson ninja-build g++ pkg-config libboost-all-dev libfmt-dev libcereal-dev catch2 \
   cmake libtbb-dev parallel libvips-dev libvips-tools openmpi-bin libopenmpi-dev || { echo "0 passed, 1 failed"; exit 1; }
 
 suites=${POOLS_SUITES:-normal tsan asan fuzz}
