@@ -181,9 +181,10 @@ TEST_CASE("process pool: a command starts with no signal blocked, SIGPIPE at its
           "the normal scheduling policy",
           "[process]") {
   REQUIRE_HELPERS();
-  auto& pool = pools::get_process_pool("pp.signal-state", 2);
   // What the program did to its own signals: ignored SIGPIPE (as servers do)
-  // and SIGUSR1, a handler for SIGUSR2 and SIGHUP, SIGQUIT blocked.
+  // and SIGUSR1, a handler for SIGUSR2 and SIGHUP, SIGQUIT blocked before the
+  // pool exists (as a program that takes signals with sigwait does), so that
+  // the pool's threads start with it blocked.
   struct sigaction ignore {}, handle {}, old_pipe {}, old_usr1 {}, old_usr2 {}, old_hup {};
   ignore.sa_handler = SIG_IGN;
   handle.sa_handler = [](int) {};
@@ -195,6 +196,7 @@ TEST_CASE("process pool: a command starts with no signal blocked, SIGPIPE at its
   sigemptyset(&quit);
   sigaddset(&quit, SIGQUIT);
   ::pthread_sigmask(SIG_BLOCK, &quit, &old_mask);
+  auto& pool = pools::get_process_pool("pp.signal-state", 2);
   std::vector<pools::ProcessTask> tasks;
   for (int i = 0; i < 20; ++i) tasks.push_back(pool.add_process("state", helper({"signal-state"})));
   std::vector<std::string> states;
