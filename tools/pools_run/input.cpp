@@ -8,24 +8,63 @@
 
 namespace pools_run {
 
-std::vector<std::string> read_lines(std::istream& in) {
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(std::move(line));
-  return lines;
+std::vector<std::string> read_records(std::istream& in, const std::string& delimiter) {
+  std::vector<std::string> records;
+  if (delimiter.empty()) throw InputError("the input delimiter is empty");
+  // getline up to the delimiter's last byte; a record ends where what was
+  // read so far ends with the whole delimiter.
+  const char last = delimiter.back();
+  std::string record, piece;
+  while (std::getline(in, piece, last)) {
+    record += piece;
+    if (in.eof()) break;  // the input ended without a delimiter
+    record += last;
+    if (record.size() >= delimiter.size() &&
+        record.compare(record.size() - delimiter.size(), delimiter.size(), delimiter) == 0) {
+      record.resize(record.size() - delimiter.size());
+      records.push_back(std::move(record));
+      record.clear();
+    }
+  }
+  if (!record.empty()) records.push_back(std::move(record));
+  return records;
 }
 
-std::vector<std::string> read_lines_of(const std::string& path) {
+std::vector<std::string> read_records_of(const std::string& path, const std::string& delimiter) {
   if (path == "-") {
-    auto lines = read_lines(std::cin);
+    auto records = read_records(std::cin, delimiter);
     if (std::cin.bad()) throw InputError("cannot read stdin");
-    return lines;
+    return records;
   }
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError("cannot open input file " + path + ": " + std::strerror(errno));
-  auto lines = read_lines(f);
+  auto records = read_records(f, delimiter);
   if (f.bad()) throw InputError("cannot read input file " + path + ": " + std::strerror(errno));
-  return lines;
+  return records;
+}
+
+std::string parse_delimiter(const std::string& text) {
+  std::string out;
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\' || i + 1 == text.size()) {
+      out += text[i];
+      continue;
+    }
+    const char n = text[i + 1];
+    if (n == 't' || n == 'n' || n == 'r') {
+      out += n == 't' ? '\t' : n == 'n' ? '\n' : '\r';
+      ++i;
+    } else if (octal(n)) {
+      std::size_t digits = i + 3 < text.size() && octal(text[i + 2]) && octal(text[i + 3]) ? 3 : 1;
+      out += static_cast<char>(std::stoi(text.substr(i + 1, digits), nullptr, 8));
+      i += digits;
+    } else {
+      out += text[i];  // any other backslash is itself, as in GNU parallel
+    }
+  }
+  if (out.empty()) throw InputError("-d needs a delimiter (-0 for NUL)");
+  return out;
 }
 
 namespace {

@@ -19,13 +19,19 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-/// Reads every line of `in`: split on '\n', the newline removed, a last line
-/// without one kept; any byte (including NUL) is kept as it is.
-std::vector<std::string> read_lines(std::istream& in);
+/// Reads every record of `in`: split on `delimiter` (one or more bytes; "\n"
+/// gives lines), the delimiter removed, a last record without one kept; any
+/// other byte (including NUL) is kept as it is. Reads as it goes: the input
+/// is never held twice.
+std::vector<std::string> read_records(std::istream& in, const std::string& delimiter = "\n");
 
-/// Reads the lines of a file, or of stdin for "-". Throws InputError naming
+/// Reads the records of a file, or of stdin for "-". Throws InputError naming
 /// the file when it cannot be opened or read.
-std::vector<std::string> read_lines_of(const std::string& path);
+std::vector<std::string> read_records_of(const std::string& path, const std::string& delimiter = "\n");
+
+/// The delimiter that -d names, with GNU parallel's escapes: \t \n \r, and an
+/// octal byte as \NNN or \N (\0 is NUL). Throws InputError when it is empty.
+std::string parse_delimiter(const std::string& text);
 
 /// Splits lines into columns on --colsep. A separator without regular
 /// expression characters (after the escapes \t \n \\) splits literally;

@@ -36,10 +36,10 @@ Product read_sources(const Options& o) {
     return s;
   };
   std::vector<Source> sources;
-  if (o.sources.empty()) sources.push_back(to_source(read_lines_of("-")));
+  if (o.sources.empty()) sources.push_back(to_source(read_records_of("-", o.delimiter)));
   for (const auto& spec : o.sources)
     sources.push_back(to_source(spec.kind == SourceSpec::Kind::list ? spec.values
-                                                                    : read_lines_of(spec.values[0])));
+                                                                    : read_records_of(spec.values[0], o.delimiter)));
   return Product(std::move(sources));
 }
 

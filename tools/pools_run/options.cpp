@@ -7,6 +7,7 @@
 #include <map>
 
 #include "command_template.hpp"
+#include "input.hpp"
 
 namespace pools_run {
 
@@ -73,6 +74,8 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   o.jobs = std::max<std::size_t>(cores, 1);
 
   std::string group_option;  // a --group-* option given (they need --group)
+  std::optional<std::string> delimiter;  // -d; wins over -0, as in GNU parallel
+  bool null_delimiter = false;            // -0
   // Options that take a value, and what to do with it.
   using Setter = std::function<void(const std::string&)>;
   const std::map<std::string, Setter> with_value = {
@@ -101,6 +104,13 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
        }},
       {"-a", [&](const std::string& v) { o.sources.push_back({SourceSpec::Kind::file, {v}}); }},
       {"--colsep", [&](const std::string& v) { o.colsep = v; }},
+      {"-d", [&](const std::string& v) {
+         try {
+           delimiter = parse_delimiter(v);
+         } catch (const InputError& e) {
+           throw UsageError(e.what());
+         }
+       }},
       {"--group-limit", [&](const std::string& v) {
          o.group_limit = parse_count("--group-limit", v, 1000000);
          if (o.group_limit == 0) throw UsageError("--group-limit needs at least 1");
@@ -110,12 +120,14 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   const std::map<std::string, std::string> aliases = {
       {"--jobs", "-j"}, {"-P", "-j"}, {"--max-procs", "-j"}, {"--halt-on-error", "--halt"},
       {"--jl", "--joblog"}, {"--res", "--results"}, {"--arg-file", "-a"}, {"-C", "--colsep"},
+      {"--delimiter", "-d"}, {"-0", "--null"},
       {"-k", "--keep-order"}, {"-h", "--help"}, {"-V", "--version"}, {"--dryrun", "--dry-run"}};
   const std::map<std::string, bool*> flags = {
       {"--keep-order", &o.keep_order}, {"--tag", &o.tag},     {"--resume", &o.resume},
       {"--resume-failed", &o.resume_failed}, {"--dry-run", &o.dry_run}, {"--bar", &o.bar},
       {"--help", &o.help},          {"--version", &o.version},
-      {"--transmit", &o.transmit},  {"--worker", &o.worker},   {"--process", &o.process}};
+      {"--transmit", &o.transmit},  {"--worker", &o.worker},   {"--process", &o.process},
+      {"--null", &null_delimiter}};
   bool ignored = false;
   const std::map<std::string, bool*> accepted_and_ignored = {
       {"--will-cite", &ignored}, {"--no-notice", &ignored}};
@@ -196,6 +208,9 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
       o.sources.push_back(std::move(s));  // an empty ::: list means no jobs
     }
   }
+  if (delimiter) o.delimiter = *delimiter;
+  else if (null_delimiter) o.delimiter = std::string(1, '\0');
+  o.delimiter_given = delimiter || null_delimiter;
   if (int(o.transmit) + int(o.worker) + int(o.process) > 1)
     throw UsageError("--transmit, --worker and --process are three stages: give at most one");
   if (!group_option.empty() && o.group.empty())
@@ -228,6 +243,9 @@ Input:
   :::: FILE          arguments from a file, one per line ("-": stdin)
   -a FILE            the same (--arg-file)
   --colsep REGEX     split each argument line into columns {1} {2} ... (-C)
+  -0, --null         input records end with NUL, not newline (find -print0)
+  -d, --delimiter D  input records end with D (\t \n \r, octal \NNN or \0
+                     understood), for stdin, :::: and -a alike
 
 Options:
   -j N               run N jobs at once (default: cores; +N, -N, N% of cores; 0: all)

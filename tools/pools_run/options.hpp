@@ -40,6 +40,8 @@ struct Options {
   bool bar = false;
   bool summary = true;  // --no-summary turns it off
   std::optional<std::string> colsep;
+  std::string delimiter = "\n";  // of input records: -d DELIM, -0 (NUL)
+  bool delimiter_given = false;  // -d or -0 was on the command line
   std::vector<std::string> command;  // the command template's words
   std::vector<SourceSpec> sources;   // empty: stdin
   bool help = false, version = false;

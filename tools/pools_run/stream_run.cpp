@@ -318,6 +318,7 @@ void check_stage_options(const Options& o) {
   refuse(o.retries != d.retries, "--retries", "--transmit");
   refuse(o.halt.when != d.halt.when, "--halt", "--transmit");
   refuse(o.colsep.has_value(), "--colsep", "--transmit");
+  refuse(o.delimiter_given, "-d/-0", "--transmit");
   if (o.worker) {
     refuse_output();
     refuse(!o.joblog.empty(), "--joblog", "--process");

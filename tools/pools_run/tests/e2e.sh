@@ -92,6 +92,21 @@ test_input() {
   check "path replacement strings" "/x/y.tar y.tar.gz /x y.tar" "$out"
   run -k 'echo PARALLEL_SEQ=$PARALLEL_SEQ' ::: a b
   check "jobs see PARALLEL_SEQ" $'PARALLEL_SEQ=1 a\nPARALLEL_SEQ=2 b' "$out"
+  run -k -0 'printf "[%s]\n"' < <(printf 'a b\0c\nd\0\0last')
+  check "-0: NUL ends each record; newlines and spaces are data" $'[a b]\n[c\nd]\n[]\n[last]' "$out"
+  mkdir -p found && touch "found/x y.dat" "found/new"$'\n'"line.dat" found/z.dat
+  find found -name '*.dat' -print0 | sort -z >found.list
+  run -k --null -a found.list 'test -f {} && echo ok'
+  check "-0 with find -print0: every file name arrives whole" $'ok\nok\nok' "$out"
+  run -k -d , echo :::: <(printf '1,2 3,4')
+  check "-d , splits :::: files too" $'1\n2 3\n4' "$out"
+  run -k -d '\r\n' echo <<<$'x\r\ny'
+  check "-d with escapes and several bytes" $'x\ny' "$out"
+  run -d '' echo ::: a
+  check "-d '': exit 255" "255" "$rc"
+  check_contains "-d '': says so" "-d needs a delimiter" "$err"
+  run --worker -0 </dev/null
+  check "--worker -0: exit 255" "255" "$rc"
   run echo </dev/null
   check "empty stdin: exit 0" "0" "$rc"
   check_contains "empty stdin: says so" "no jobs to run: the input is empty" "$err"
@@ -106,7 +121,8 @@ test_input() {
     for spec in "echo {} ::: 'a b' \$HOME \"it's\" '' x\\\"y é '~' a=b" \
                 "echo {1} {2} {#} ::: a b ::: c 'd e'" "echo x ::: 'a b' c" \
                 "echo {3} {} ::: a ::: b" "echo {.} {/} {//} {/.} {2/.} ::: /x/y.tar.gz ::: z.c" \
-                "--colsep , echo {2} {1} {} ::: 'a,b c' 'd'"; do
+                "--colsep , echo {2} {1} {} ::: 'a,b c' 'd'" "-0 echo {} :::: found.list" \
+                "-d '\\054' echo {} :::: <(printf 'p,q r,\\ns')" "-d ab echo {} :::: <(printf 'xabyaab')"; do
       # -k: parallel's --dry-run lines come in completion order, which a
       # loaded machine shuffles (seen under TSan in CI).
       eval "parallel --will-cite -k --dry-run $spec" >"$tmp/gp.out" 2>&1
@@ -451,6 +467,10 @@ test_streams() {
   done
   stream_run "" "-k --tag" "'echo a; echo b' ::: x 'y z'"
   check "streams: --tag in --process" "$lout" "$sout"
+  printf 'a b\0c\nd' >nul.list
+  stream_run "-0" "-k" "'printf \"[%s]\\n\"' :::: nul.list"
+  check "streams: --transmit -0 like a local run" "$lout:$lrc:$llog" "$sout:$src:$slog"
+  check "streams: -0 records arrive whole" $'[a b]\n[c\nd]' "$sout"
   rm -rf sres
   "$P" --transmit 'echo out {}; echo err {} >&2' ::: q | "$P" --worker | "$P" --process --results sres 2>/dev/null >/dev/null
   check "streams: --results in --process" "out q:err q" "$(cat sres/1/stdout):$(cat sres/1/stderr)"

@@ -70,15 +70,38 @@ TEST_CASE("unterminated quotes in a template are refused") {
   CHECK_NOTHROW(CommandTemplate("echo \"it's\" 'say \"hi\"' \\' \"\\\"\""));
 }
 
-TEST_CASE("read_lines keeps every byte and a last line without newline") {
+TEST_CASE("read_records keeps every byte and a last line without newline") {
   std::istringstream in(std::string("a\n\nb\0c\nlast", 11));
-  auto lines = read_lines(in);
+  auto lines = read_records(in);
   REQUIRE(lines.size() == 4);
   CHECK(lines[1].empty());
   CHECK(lines[2] == std::string("b\0c", 3));
   CHECK(lines[3] == "last");
   std::istringstream empty("");
-  CHECK(read_lines(empty).empty());
+  CHECK(read_records(empty).empty());
+}
+
+TEST_CASE("read_records splits on NUL or on a delimiter of several bytes") {
+  const std::string nul(1, '\0');
+  std::istringstream print0(std::string("a b\nc\0\0d\0", 9));  // as find -print0 writes
+  CHECK(read_records(print0, nul) == Args{"a b\nc", "", "d"});
+  std::istringstream crlf("x\r\ny\rz\r\n\r\nlast\r");
+  CHECK(read_records(crlf, "\r\n") == Args{"x", "y\rz", "", "last\r"});
+  std::istringstream commas("1,2,3\n");
+  CHECK(read_records(commas, ",") == Args{"1", "2", "3\n"});  // the newline is data, as in GNU parallel
+  std::istringstream overlapping("a::::b:::");
+  CHECK(read_records(overlapping, "::") == Args{"a", "", "b", ":"});
+}
+
+TEST_CASE("-d understands GNU parallel's escapes") {
+  CHECK(parse_delimiter(",") == ",");
+  CHECK(parse_delimiter("\\t") == "\t");
+  CHECK(parse_delimiter("\\r\\n") == "\r\n");
+  CHECK(parse_delimiter("\\0") == std::string(1, '\0'));
+  CHECK(parse_delimiter("\\054") == ",");   // octal
+  CHECK(parse_delimiter("\\q") == "\\q");  // not an escape: as it is
+  CHECK(parse_delimiter("a\\") == "a\\");
+  CHECK_THROWS_AS(parse_delimiter(""), InputError);
 }
 
 TEST_CASE("--colsep splits literally or by regular expression") {
@@ -249,6 +272,19 @@ TEST_CASE("options: values, forms and aliases") {
   CHECK(parse({"-P", "5"}).jobs == 5);
   CHECK(parse({"--help"}).help);
   CHECK(parse({"-V"}).version);
+}
+
+TEST_CASE("options: -0 and -d set the input delimiter") {
+  CHECK(parse({"echo"}).delimiter == "\n");
+  CHECK_FALSE(parse({"echo"}).delimiter_given);
+  CHECK(parse({"-0", "echo"}).delimiter == std::string(1, '\0'));
+  CHECK(parse({"--null", "echo"}).delimiter_given);
+  CHECK(parse({"-d", ",", "echo"}).delimiter == ",");
+  CHECK(parse({"-d,", "echo"}).delimiter == ",");
+  CHECK(parse({"--delimiter=\\r\\n", "echo"}).delimiter == "\r\n");
+  CHECK(parse({"-d", "\\t", "-0", "echo"}).delimiter == "\t");  // -d wins, as in GNU parallel
+  CHECK_THROWS_AS(parse({"-d", "", "echo"}), UsageError);
+  CHECK_THROWS_AS(parse({"-0=x", "echo"}), UsageError);
 }
 
 TEST_CASE("options: usage errors") {
