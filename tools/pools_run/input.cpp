@@ -1,5 +1,6 @@
 #include "input.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -126,32 +127,41 @@ std::vector<std::string> ColumnSplitter::split(const std::string& line) const {
   return cols;
 }
 
-Product::Product(std::vector<Source> sources) : sources_(std::move(sources)) {
-  size_ = sources_.empty() ? 0 : 1;
+Product::Product(std::vector<Source> sources, std::uint64_t records_per_job)
+    : sources_(std::move(sources)), per_job_(records_per_job) {
+  combinations_ = sources_.empty() ? 0 : 1;
   for (const auto& s : sources_) {
     if (s.empty()) {
-      size_ = 0;
+      combinations_ = 0;
       break;
     }
-    if (size_ > std::numeric_limits<std::uint64_t>::max() / s.size())
+    if (combinations_ > std::numeric_limits<std::uint64_t>::max() / s.size())
       throw InputError("the input sources combine into more than 2^64 jobs");
-    size_ *= s.size();
+    combinations_ *= s.size();
   }
+  size_ = per_job_ <= 1 ? combinations_ : combinations_ / per_job_ + (combinations_ % per_job_ != 0);
 }
 
 std::vector<std::string> Product::at(std::uint64_t index) const {
+  std::vector<std::string> args;
+  if (per_job_ == 0) return args;
+  const std::uint64_t first = index * per_job_;
+  const std::uint64_t end = std::min(first + per_job_, combinations_);
+  for (std::uint64_t i = first; i < end; ++i) append_combination(i, args);
+  return args;
+}
+
+void Product::append_combination(std::uint64_t index, std::vector<std::string>& args) const {
   // Mixed radix, the last source the least significant digit.
   std::vector<std::size_t> pick(sources_.size());
   for (std::size_t k = sources_.size(); k-- > 0;) {
     pick[k] = static_cast<std::size_t>(index % sources_[k].size());
     index /= sources_[k].size();
   }
-  std::vector<std::string> args;
   for (std::size_t k = 0; k < sources_.size(); ++k) {
     const auto& cols = sources_[k][pick[k]];
     args.insert(args.end(), cols.begin(), cols.end());
   }
-  return args;
 }
 
 }  // namespace pools_run

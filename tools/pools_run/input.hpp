@@ -54,15 +54,24 @@ using Source = std::vector<std::vector<std::string>>;
 /// (as GNU parallel combines ::: a b ::: c d into a c, a d, b c, b d).
 /// The arguments of combination i are the columns of each source's value,
 /// concatenated in source order.
+///
+/// With records_per_job N (-N/-n), each job takes the next N combinations
+/// (the last job what is left), their arguments concatenated; with 0 (-N0)
+/// each job takes one combination and gets no arguments.
 class Product {
 public:
   /// Throws InputError when the number of combinations does not fit in 64 bits.
-  explicit Product(std::vector<Source> sources);
+  explicit Product(std::vector<Source> sources, std::uint64_t records_per_job = 1);
+  /// The number of jobs.
   std::uint64_t size() const noexcept { return size_; }
+  /// The arguments of job `index` (0-based).
   std::vector<std::string> at(std::uint64_t index) const;
 
 private:
+  void append_combination(std::uint64_t index, std::vector<std::string>& args) const;
   std::vector<Source> sources_;
+  std::uint64_t combinations_ = 0;
+  std::uint64_t per_job_ = 1;
   std::uint64_t size_ = 0;
 };
 

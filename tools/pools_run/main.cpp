@@ -40,7 +40,7 @@ Product read_sources(const Options& o) {
   for (const auto& spec : o.sources)
     sources.push_back(to_source(spec.kind == SourceSpec::Kind::list ? spec.values
                                                                     : read_records_of(spec.values[0], o.delimiter)));
-  return Product(std::move(sources));
+  return Product(std::move(sources), o.args_per_job);
 }
 
 int run(int argc, char** argv) {

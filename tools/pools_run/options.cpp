@@ -104,6 +104,11 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
        }},
       {"-a", [&](const std::string& v) { o.sources.push_back({SourceSpec::Kind::file, {v}}); }},
       {"--colsep", [&](const std::string& v) { o.colsep = v; }},
+      {"-N", [&](const std::string& v) { o.args_per_job = parse_count("-N", v, 1000000); }},
+      {"-n", [&](const std::string& v) {
+         o.args_per_job = parse_count("-n", v, 1000000);
+         if (o.args_per_job == 0) throw UsageError("-n needs at least 1 (-N0 runs a job per record with none)");
+       }},
       {"-d", [&](const std::string& v) {
          try {
            delimiter = parse_delimiter(v);
@@ -120,7 +125,7 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
   const std::map<std::string, std::string> aliases = {
       {"--jobs", "-j"}, {"-P", "-j"}, {"--max-procs", "-j"}, {"--halt-on-error", "--halt"},
       {"--jl", "--joblog"}, {"--res", "--results"}, {"--arg-file", "-a"}, {"-C", "--colsep"},
-      {"--delimiter", "-d"}, {"-0", "--null"},
+      {"--delimiter", "-d"}, {"-0", "--null"}, {"--max-replace-args", "-N"}, {"--max-args", "-n"},
       {"-k", "--keep-order"}, {"-h", "--help"}, {"-V", "--version"}, {"--dryrun", "--dry-run"}};
   const std::map<std::string, bool*> flags = {
       {"--keep-order", &o.keep_order}, {"--tag", &o.tag},     {"--resume", &o.resume},
@@ -243,6 +248,8 @@ Input:
   :::: FILE          arguments from a file, one per line ("-": stdin)
   -a FILE            the same (--arg-file)
   --colsep REGEX     split each argument line into columns {1} {2} ... (-C)
+  -N N               N input records per job: {1} {2} ... number their columns in
+                     turn, {} is all of them (--max-replace-args; -n N the same)
   -0, --null         input records end with NUL, not newline (find -print0)
   -d, --delimiter D  input records end with D (\t \n \r, octal \NNN or \0
                      understood), for stdin, :::: and -a alike

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -42,6 +43,7 @@ struct Options {
   std::optional<std::string> colsep;
   std::string delimiter = "\n";  // of input records: -d DELIM, -0 (NUL)
   bool delimiter_given = false;  // -d or -0 was on the command line
+  std::uint64_t args_per_job = 1;  // -N/-n: input records per job (0: one, not inserted)
   std::vector<std::string> command;  // the command template's words
   std::vector<SourceSpec> sources;   // empty: stdin
   bool help = false, version = false;

@@ -319,6 +319,7 @@ void check_stage_options(const Options& o) {
   refuse(o.halt.when != d.halt.when, "--halt", "--transmit");
   refuse(o.colsep.has_value(), "--colsep", "--transmit");
   refuse(o.delimiter_given, "-d/-0", "--transmit");
+  refuse(o.args_per_job != d.args_per_job, "-N/-n", "--transmit");
   if (o.worker) {
     refuse_output();
     refuse(!o.joblog.empty(), "--joblog", "--process");

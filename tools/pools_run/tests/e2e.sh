@@ -102,6 +102,12 @@ test_input() {
   check "-d , splits :::: files too" $'1\n2 3\n4' "$out"
   run -k -d '\r\n' echo <<<$'x\r\ny'
   check "-d with escapes and several bytes" $'x\ny' "$out"
+  run -k -N2 'echo {1}+{2}' < <(printf '1\n2\n3\n')
+  check "-N2: two records per job, the last one short" $'1+2\n3+' "$out"
+  run -k -N0 'echo x' ::: a b c
+  check "-N0: a job per record, none inserted" $'x\nx\nx' "$out"
+  run -n0 echo ::: a
+  check "-n0: exit 255" "255" "$rc"
   run -d '' echo ::: a
   check "-d '': exit 255" "255" "$rc"
   check_contains "-d '': says so" "-d needs a delimiter" "$err"
@@ -122,7 +128,10 @@ test_input() {
                 "echo {1} {2} {#} ::: a b ::: c 'd e'" "echo x ::: 'a b' c" \
                 "echo {3} {} ::: a ::: b" "echo {.} {/} {//} {/.} {2/.} ::: /x/y.tar.gz ::: z.c" \
                 "--colsep , echo {2} {1} {} ::: 'a,b c' 'd'" "-0 echo {} :::: found.list" \
-                "-d '\\054' echo {} :::: <(printf 'p,q r,\\ns')" "-d ab echo {} :::: <(printf 'xabyaab')"; do
+                "-d '\\054' echo {} :::: <(printf 'p,q r,\\ns')" "-d ab echo {} :::: <(printf 'xabyaab')" \
+                "-N2 echo {1}-{2} ::: a b c d e" "-n2 echo ::: a b c" "-N2 echo {} {#} ::: a b ::: c d" \
+                "-N2 --colsep , echo {1} {2} {3} ::: a,b c,d e" "-N3 echo {2/} {3.} ::: /x/a.c /y/b.d" \
+                "-N2 echo ::: 'a b' '' c"; do
       # -k: parallel's --dry-run lines come in completion order, which a
       # loaded machine shuffles (seen under TSan in CI).
       eval "parallel --will-cite -k --dry-run $spec" >"$tmp/gp.out" 2>&1
@@ -467,6 +476,9 @@ test_streams() {
   done
   stream_run "" "-k --tag" "'echo a; echo b' ::: x 'y z'"
   check "streams: --tag in --process" "$lout" "$sout"
+  stream_run "-N2" "-k" "'echo {2} {1}' ::: a b c"
+  check "streams: --transmit -N2 like a local run" "$lout:$lrc:$llog" "$sout:$src:$slog"
+  check "streams: -N2 arguments" $'b a\nc' "$sout"
   printf 'a b\0c\nd' >nul.list
   stream_run "-0" "-k" "'printf \"[%s]\\n\"' :::: nul.list"
   check "streams: --transmit -0 like a local run" "$lout:$lrc:$llog" "$sout:$src:$slog"

@@ -274,6 +274,27 @@ TEST_CASE("options: values, forms and aliases") {
   CHECK(parse({"-V"}).version);
 }
 
+TEST_CASE("-N groups combinations into jobs") {
+  Product p({{{"a"}, {"b"}, {"c"}}}, 2);
+  REQUIRE(p.size() == 2);
+  CHECK(p.at(0) == Args{"a", "b"});
+  CHECK(p.at(1) == Args{"c"});
+  Product cols({{{"a", "b"}, {"c", "d"}}, {{"x"}}}, 2);  // columns, two sources
+  REQUIRE(cols.size() == 1);
+  CHECK(cols.at(0) == Args{"a", "b", "x", "c", "d", "x"});
+  Product none({{{"a"}, {"b"}}}, 0);
+  REQUIRE(none.size() == 2);
+  CHECK(none.at(1).empty());
+  CHECK(Product({{{"a"}, {"b"}}}, 5).size() == 1);
+  CHECK(Product({{}}, 2).size() == 0);
+  CHECK(parse({"-N", "3", "echo"}).args_per_job == 3);
+  CHECK(parse({"-n2", "echo"}).args_per_job == 2);
+  CHECK(parse({"--max-replace-args=0", "echo"}).args_per_job == 0);
+  CHECK(parse({"echo"}).args_per_job == 1);
+  CHECK_THROWS_AS(parse({"-n", "0", "echo"}), UsageError);
+  CHECK_THROWS_AS(parse({"-N", "x", "echo"}), UsageError);
+}
+
 TEST_CASE("options: -0 and -d set the input delimiter") {
   CHECK(parse({"echo"}).delimiter == "\n");
   CHECK_FALSE(parse({"echo"}).delimiter_given);
