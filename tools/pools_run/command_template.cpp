@@ -87,6 +87,9 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
         std::optional<Part> part;
         if (inner == "#") {
           part = Part{Part::job_number, {}, 0, Transform::none};
+        } else if (inner == "%") {
+          part = Part{Part::job_slot, {}, 0, Transform::none};
+          uses_slot_ = true;
         } else {
           std::size_t digits = 0;
           while (digits < inner.size() && inner[digits] >= '0' && inner[digits] <= '9') ++digits;
@@ -113,17 +116,18 @@ CommandTemplate::CommandTemplate(std::string text) : text_(std::move(text)) {
   flush();
 }
 
-std::string CommandTemplate::render(const std::vector<std::string>& args, std::uint64_t seq) const {
-  return render_parts(args, seq, true);
+std::string CommandTemplate::render(const std::vector<std::string>& args, std::uint64_t seq,
+                                    std::size_t slot) const {
+  return render_parts(args, seq, slot, true);
 }
 
 std::string CommandTemplate::render_value(const std::vector<std::string>& args,
                                           std::uint64_t seq) const {
-  return render_parts(args, seq, false);
+  return render_parts(args, seq, 0, false);
 }
 
 std::string CommandTemplate::render_parts(const std::vector<std::string>& args, std::uint64_t seq,
-                                          bool quote_values) const {
+                                          std::size_t slot, bool quote_values) const {
   auto joined = [&](Transform t, bool quote) {
     std::string out;
     for (std::size_t i = 0; i < args.size(); ++i) {
@@ -140,6 +144,7 @@ std::string CommandTemplate::render_parts(const std::vector<std::string>& args, 
     switch (p.kind) {
       case Part::literal: out += p.text; break;
       case Part::job_number: out += std::to_string(seq); break;
+      case Part::job_slot: out += std::to_string(slot); break;
       case Part::all_args: out += joined(p.transform, quote_values); break;
       case Part::one_column:
         if (p.column <= args.size()) {

@@ -28,7 +28,8 @@ enum class Transform {
 std::string apply_transform(Transform t, std::string_view value);
 
 /// A parsed command template: literal text and replacement strings
-/// ({} {.} {/} {//} {/.}, the same with a column number {1} {2.} ..., and {#}).
+/// ({} {.} {/} {//} {/.}, the same with a column number {1} {2.} ..., {#}
+/// and {%}).
 class CommandTemplate {
 public:
   /// Parses `text` (the command words joined by spaces). Empty text: each
@@ -39,7 +40,8 @@ public:
   /// The command of job number `seq` with these arguments (columns). Every
   /// substituted value is shell-quoted; a column that does not exist is empty.
   /// A template without replacement strings gets the quoted arguments appended.
-  std::string render(const std::vector<std::string>& args, std::uint64_t seq) const;
+  /// `slot` is the job slot {%} stands for (see JobSlots).
+  std::string render(const std::vector<std::string>& args, std::uint64_t seq, std::size_t slot = 0) const;
 
   /// The template as a plain value, not a command (--group): substituted
   /// values are not quoted and nothing is appended.
@@ -47,13 +49,16 @@ public:
 
   bool empty() const noexcept { return text_.empty(); }
   bool has_replacements() const noexcept { return has_replacements_; }
+  /// Whether it has {%}: its command is known only when the job starts.
+  bool uses_slot() const noexcept { return uses_slot_; }
   const std::string& text() const noexcept { return text_; }
 
 private:
-  std::string render_parts(const std::vector<std::string>& args, std::uint64_t seq, bool quote) const;
+  std::string render_parts(const std::vector<std::string>& args, std::uint64_t seq, std::size_t slot,
+                           bool quote) const;
 
   struct Part {
-    enum Kind { literal, all_args, one_column, job_number } kind = literal;
+    enum Kind { literal, all_args, one_column, job_number, job_slot } kind = literal;
     std::string text;      // literal
     std::size_t column = 0;  // 1-based, for Kind::column
     Transform transform = Transform::none;
@@ -61,6 +66,7 @@ private:
   std::string text_;
   std::vector<Part> parts_;
   bool has_replacements_ = false;
+  bool uses_slot_ = false;
 };
 
 /// Checks that `text` has no unterminated ' or " quote and does not end in a

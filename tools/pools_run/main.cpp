@@ -62,6 +62,11 @@ int run(int argc, char** argv) {
   std::string command_text;
   for (const auto& w : o.command) command_text += (command_text.empty() ? "" : " ") + w;
   CommandTemplate tmpl(command_text);  // before reading input: a bad template fails at once
+  if (tmpl.uses_slot() && o.transmit)
+    throw UsageError("{%} does not go with --transmit: the job slot is known only where the job runs "
+                     "(use $PARALLEL_JOBSLOT, which --worker sets)");
+  if (!o.group.empty() && (tmpl.uses_slot() || CommandTemplate(o.group).uses_slot()))
+    throw UsageError("{%} does not go with --group: a job waiting for its group holds no slot");
   JoblogState done;
   if (o.resume || o.resume_failed) done = read_joblog(o.joblog);
   Product jobs = read_sources(o);

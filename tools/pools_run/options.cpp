@@ -240,6 +240,7 @@ line (or each combination of the ::: and :::: sources) is an argument list.
 
 Replacement strings (substituted values are shell-quoted when needed):
   {}  the arguments     {1} {2} ...  one column      {#}  the job number
+  {%} the job slot (1 to -j; no two running jobs share one)
   {.} without extension {/} basename {//} dirname    {/.} basename without extension
   (also {1.} {2/} ...). A command without any gets the arguments appended.
 

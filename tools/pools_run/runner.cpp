@@ -289,14 +289,16 @@ int Report::end(std::chrono::steady_clock::duration wall) {
 }
 
 pools::ProcessOptions job_process_options(std::chrono::nanoseconds timeout, unsigned retries,
-                                          std::uint64_t seq) {
+                                          std::uint64_t seq, std::size_t slot) {
   pools::ProcessOptions po;
   po.check = false;
   po.timeout = timeout;
   po.retries = retries > 1 ? retries - 1 : 0;
   po.env["PARALLEL_SEQ"] = std::to_string(seq);
+  if (slot) po.env["PARALLEL_JOBSLOT"] = std::to_string(slot);
   return po;
 }
+
 
 namespace {
 
@@ -351,7 +353,7 @@ private:
 
   pools::ProcessTask add_job(const Finished& job) {
     auto name = "job " + std::to_string(job.seq);
-    auto options = job_process_options(opts_.timeout, opts_.retries, job.seq);
+    auto options = job_process_options(opts_.timeout, opts_.retries, job.seq, job.slot);
     // A command the shell would only split into words runs without it: one exec, not two.
     auto words = words_without_shell(job.command);
     if (!groups_)
@@ -383,7 +385,9 @@ private:
     Finished job;
     job.seq = seq;
     job.args = jobs_.at(seq - 1);
-    job.command = tmpl_.render(job.args, seq);
+    // Without --group each job handed to the pool takes a slot (has_room).
+    if (!groups_) job.slot = slots_taken_.take();
+    job.command = tmpl_.render(job.args, seq, job.slot);
     job.problem = command_problem(job.command);
     if (job.problem.empty()) {
       try {
@@ -394,10 +398,12 @@ private:
         job.problem = e.what();
       }
     }
+    slots_taken_.give_back(job.slot);
     report_.finish(std::move(job));
   }
 
   void collect(Finished job, const pools::ProcessTask& task) {
+    slots_taken_.give_back(job.slot);
     try {
       job.result = task.result();
       job.ran = true;
@@ -434,6 +440,7 @@ private:
         // A job its group held back never ran: it has no result.
         if (groups_) started = ran(tasks_[i]);
       }
+      slots_taken_.give_back(running_[i].slot);
       started ? report_.killed(running_[i].seq) : report_.not_started_job(running_[i].seq);
     }
     tasks_.clear();
@@ -459,6 +466,7 @@ private:
   std::unique_ptr<pools::Groups> groups_;
   std::size_t window_ = 0;
   std::size_t slots_ = 1;
+  JobSlots slots_taken_;
   std::vector<pools::ProcessTask> tasks_;  // running, in step with running_
   std::vector<Finished> running_;
 };
@@ -472,9 +480,13 @@ int run_jobs(const Options& opts, const Product& jobs, const CommandTemplate& tm
 
 int print_dry_run(const Options& opts, const Product& jobs, const CommandTemplate& tmpl,
                   const JoblogState& done) {
+  // Nothing runs: each job takes the next slot in turn, as jobs of equal
+  // length running side by side would.
+  const std::uint64_t slots = opts.jobs ? opts.jobs : std::max<std::uint64_t>(jobs.size(), 1);
+  std::uint64_t printed = 0;
   for (std::uint64_t seq = 1; seq <= jobs.size(); ++seq) {
     if (done.done(seq, opts.resume_failed)) continue;
-    auto cmd = tmpl.render(jobs.at(seq - 1), seq);
+    auto cmd = tmpl.render(jobs.at(seq - 1), seq, static_cast<std::size_t>(printed++ % slots + 1));
     if (auto p = command_problem(cmd); !p.empty())
       say(fmt::format("job {} could not run: {}", seq, p));
     else

@@ -14,6 +14,7 @@
 #include "command_template.hpp"
 #include "halt.hpp"
 #include "input.hpp"
+#include "job_slots.hpp"
 #include "joblog.hpp"
 #include "options.hpp"
 
@@ -36,6 +37,7 @@ struct Finished {
   pools::ProcessResult result;
   std::string host;       // where it ran, for the joblog; empty: this machine
   bool skipped = false;   // never ran: an earlier job of its --group failed
+  std::size_t slot = 0;   // its job slot while it runs; 0: none (--group)
   bool succeeded() const { return ran && result.succeeded(); }
 };
 
@@ -81,9 +83,11 @@ private:
 };
 
 /// The options a job's command runs with (no check, the timeout, retries
-/// counted as GNU parallel does, PARALLEL_SEQ in the environment).
+/// counted as GNU parallel does, PARALLEL_SEQ and, given a slot,
+/// PARALLEL_JOBSLOT in the environment).
 pools::ProcessOptions job_process_options(std::chrono::nanoseconds timeout, unsigned retries,
-                                          std::uint64_t seq);
+                                          std::uint64_t seq, std::size_t slot = 0);
+
 
 /// Prints the commands that would run (--dry-run); returns the exit status.
 int print_dry_run(const Options& opts, const Product& jobs, const CommandTemplate& tmpl,

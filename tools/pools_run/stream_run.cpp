@@ -163,12 +163,19 @@ private:
     r.problem = job.argv.empty() ? command_problem(job.command) : std::string();
     if (r.problem.empty()) {
       try {
-        auto po = job_process_options(hdr_.timeout, hdr_.retries, job.seq);
+        const std::size_t slot = slots_taken_.take();
+        auto po = job_process_options(hdr_.timeout, hdr_.retries, job.seq, slot);
         const auto name = "job " + std::to_string(job.seq);
         auto argv = job.argv.empty() ? words_without_shell(job.command) : job.argv;
-        tasks_.push_back(argv.empty() ? pool_->add_process(name, job.command, std::move(po))
-                                      : pool_->add_process(name, std::move(argv), std::move(po)));
+        try {
+          tasks_.push_back(argv.empty() ? pool_->add_process(name, job.command, std::move(po))
+                                        : pool_->add_process(name, std::move(argv), std::move(po)));
+        } catch (...) {
+          slots_taken_.give_back(slot);
+          throw;
+        }
         running_.push_back(std::move(r));
+        running_slots_.push_back(slot);
         return;
       } catch (const std::exception& e) {
         r.problem = e.what();
@@ -191,6 +198,8 @@ private:
     auto r = std::move(running_[i]);
     tasks_.erase(tasks_.begin() + static_cast<std::ptrdiff_t>(i));
     running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+    slots_taken_.give_back(running_slots_[i]);
+    running_slots_.erase(running_slots_.begin() + static_cast<std::ptrdiff_t>(i));
     try {
       r.result = task.result();
       r.status = JobStatus::ran;
@@ -236,6 +245,8 @@ private:
     }
     tasks_.clear();
     running_.clear();
+    for (auto slot : running_slots_) slots_taken_.give_back(slot);
+    running_slots_.clear();
   }
 
   void send_result(const JobResult& r) {
@@ -273,6 +284,8 @@ private:
   pools::Task<ReadItem> reader_;
   std::vector<pools::ProcessTask> tasks_;  // running, in step with running_
   std::vector<JobResult> running_;
+  std::vector<std::size_t> running_slots_;  // their job slots, in step with running_
+  JobSlots slots_taken_;
   std::uint64_t succeeded_ = 0, failed_ = 0, sent_ = 0;
   bool input_done_ = false, halting_ = false, gone_ = false;
   std::string error_;

@@ -102,6 +102,18 @@ test_input() {
   check "-d , splits :::: files too" $'1\n2 3\n4' "$out"
   run -k -d '\r\n' echo <<<$'x\r\ny'
   check "-d with escapes and several bytes" $'x\ny' "$out"
+  # {%}: no two running jobs share a slot (mkdir fails on a taken one), and
+  # every slot is one of 1..3; $PARALLEL_JOBSLOT is the same number.
+  mkdir -p held
+  run -j3 'mkdir held/{%} && echo {%} >>slots.seen && test "$PARALLEL_JOBSLOT" = {%} && sleep 0.05 && rmdir held/{%}' ::: $(seq 12)
+  check "{%}: 12 jobs, none shared a slot with a running job" "0" "$rc"
+  check "{%}: 12 slots seen, each 1, 2 or 3" "12:0" "$(wc -l <slots.seen | tr -d ' '):$(grep -cvxE '[123]' slots.seen)"
+  run -j2 --dry-run echo {%} {#} ::: a b c
+  check "{%} in --dry-run: slots in turn" $'echo 1 1\necho 2 2\necho 1 3' "$out"
+  run --transmit echo {%} ::: a
+  check "{%} with --transmit: exit 255" "255" "$rc"
+  run --group {1} echo {%} ::: a
+  check "{%} with --group: exit 255" "255" "$rc"
   run -k -N2 'echo {1}+{2}' < <(printf '1\n2\n3\n')
   check "-N2: two records per job, the last one short" $'1+2\n3+' "$out"
   run -k -N0 'echo x' ::: a b c
@@ -479,6 +491,8 @@ test_streams() {
   stream_run "-N2" "-k" "'echo {2} {1}' ::: a b c"
   check "streams: --transmit -N2 like a local run" "$lout:$lrc:$llog" "$sout:$src:$slog"
   check "streams: -N2 arguments" $'b a\nc' "$sout"
+  "$P" --transmit 'echo slot $PARALLEL_JOBSLOT' ::: a | "$P" --worker | "$P" --process --no-summary >s.out 2>/dev/null
+  check "streams: --worker sets PARALLEL_JOBSLOT" "slot 1 a" "$(cat s.out)"
   printf 'a b\0c\nd' >nul.list
   stream_run "-0" "-k" "'printf \"[%s]\\n\"' :::: nul.list"
   check "streams: --transmit -0 like a local run" "$lout:$lrc:$llog" "$sout:$src:$slog"

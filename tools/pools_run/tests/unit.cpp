@@ -11,6 +11,7 @@
 #include "options.hpp"
 #include "progress.hpp"
 #include "quote.hpp"
+#include "job_slots.hpp"
 
 using namespace pools_run;
 using Args = std::vector<std::string>;
@@ -272,6 +273,27 @@ TEST_CASE("options: values, forms and aliases") {
   CHECK(parse({"-P", "5"}).jobs == 5);
   CHECK(parse({"--help"}).help);
   CHECK(parse({"-V"}).version);
+}
+
+TEST_CASE("{%} is the job slot; JobSlots hands out the lowest free one") {
+  CommandTemplate t("run --gpu {%} {}");
+  CHECK(t.uses_slot());
+  CHECK(t.render({"x"}, 7, 2) == "run --gpu 2 x");
+  CHECK_FALSE(CommandTemplate("echo {#} {}").uses_slot());
+  JobSlots slots;
+  CHECK(slots.take() == 1);
+  CHECK(slots.take() == 2);
+  CHECK(slots.take() == 3);
+  slots.give_back(2);
+  CHECK(slots.take() == 2);
+  slots.give_back(1);
+  slots.give_back(3);
+  CHECK(slots.take() == 1);
+  CHECK(slots.take() == 3);
+  CHECK(slots.take() == 4);
+  slots.give_back(0);   // no slot: ignored
+  slots.give_back(99);  // not one handed out: ignored
+  CHECK(slots.take() == 5);
 }
 
 TEST_CASE("-N groups combinations into jobs") {
