@@ -126,6 +126,7 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
       {"--jobs", "-j"}, {"-P", "-j"}, {"--max-procs", "-j"}, {"--halt-on-error", "--halt"},
       {"--jl", "--joblog"}, {"--res", "--results"}, {"--arg-file", "-a"}, {"-C", "--colsep"},
       {"--delimiter", "-d"}, {"-0", "--null"}, {"--max-replace-args", "-N"}, {"--max-args", "-n"},
+      {"--eta", "--bar"}, {"--progress", "--bar"},
       {"-k", "--keep-order"}, {"-h", "--help"}, {"-V", "--version"}, {"--dryrun", "--dry-run"}};
   const std::map<std::string, bool*> flags = {
       {"--keep-order", &o.keep_order}, {"--tag", &o.tag},     {"--resume", &o.resume},
@@ -270,7 +271,7 @@ Options:
   --results DIR      also save each job's output in DIR/<job number>/{stdout,stderr,command}
   --dry-run          print the commands instead of running them
   --bar              progress bar with ETA on stderr (plain progress lines when stderr
-                     is not a terminal)
+                     is not a terminal); --eta and --progress show the same
   --no-summary       no summary line at the end
   --group TEMPLATE   failure-domain groups: the template names each job's group
                      (e.g. {2} with --colsep); a group runs its jobs one at a time

@@ -271,6 +271,8 @@ TEST_CASE("options: values, forms and aliases") {
   CHECK(parse({"-j", "0"}).jobs == 0);
   CHECK(parse({"--jobs=3"}).jobs == 3);
   CHECK(parse({"-P", "5"}).jobs == 5);
+  CHECK(parse({"--eta"}).bar);
+  CHECK(parse({"--progress"}).bar);
   CHECK(parse({"--help"}).help);
   CHECK(parse({"-V"}).version);
 }
