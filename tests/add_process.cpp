@@ -10,11 +10,13 @@
 
 #include <pools/pools.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -419,6 +421,68 @@ TEST_CASE("commands: merge_stderr sends stderr into stdout, in order", "[process
   auto e = process_error_of([&] { f.wait(); });
   CHECK(e.exit_code() == 5);
   CHECK(f.result().stdout_text == "to stderr");
+}
+
+namespace {
+// Points this process's descriptor `fd` at a new file until destroyed: a
+// command that does not capture its output inherits it.
+struct RedirectFd {
+  int fd, saved;
+  // The saved copy is close-on-exec: a command holding it would keep the
+  // test's own stdout open.
+  RedirectFd(int target, const fs::path& path) : fd(target), saved(::fcntl(target, F_DUPFD_CLOEXEC, 3)) {
+    std::fflush(nullptr);
+    const int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    REQUIRE(file >= 0);
+    ::dup2(file, fd);
+    ::close(file);
+  }
+  ~RedirectFd() {
+    std::fflush(nullptr);
+    ::dup2(saved, fd);
+    ::close(saved);
+  }
+};
+}  // namespace
+
+TEST_CASE("commands: capture_output off: the command writes to our stdout and stderr", "[process]") {
+  COMMAND_POOL("uncaptured");
+  TempDir dir("uncaptured-" + kind.tag);
+  pools::ProcessOptions options;
+  options.capture_output = false;
+  pools::ProcessTask plain, merged, failing, left_behind;
+  {
+    RedirectFd out(STDOUT_FILENO, dir.path / "out"), err(STDERR_FILENO, dir.path / "err");
+    plain = pool.add_process("plain", helper({"output", "3000", "2000"}), options);
+    plain.join();
+    failing = pool.add_process("failing", helper({"exit", "4", "said on stderr"}), options);
+    failing.join();
+    // Its task ends when it exits, though a process it started holds our stdout.
+    left_behind = pool.add_process(
+        "left behind", "sleep 1000 & echo $! >" + (dir / "sleep.pid") + "; echo started", options);
+    const bool ended = left_behind.wait_for(120s);
+    const std::string sleep_pid = read_text(dir.path / "sleep.pid");
+    if (!sleep_pid.empty()) ::kill(std::stoi(sleep_pid), SIGKILL);
+    REQUIRE(ended);
+    options.merge_stderr = true;
+    merged = pool.add_process("merged", helper({"output", "100", "100"}), options);
+    merged.join();
+  }
+  CHECK(plain.result().succeeded());
+  CHECK(plain.wait_return().empty());
+  CHECK(plain.result().stderr_text.empty());
+  auto e = process_error_of([&] { failing.wait(); });
+  CHECK(e.exit_code() == 4);
+  CHECK(left_behind.result().succeeded());
+  CHECK(merged.result().succeeded());
+  const std::string out = read_text(dir.path / "out"), err = read_text(dir.path / "err");
+  REQUIRE(out.size() == 3000 + 8 + 200);
+  CHECK(is_pattern(out.substr(0, 3000), 3000, 'a'));
+  CHECK(out.substr(3000, 8) == "started\n");
+  CHECK(is_pattern(out.substr(3008, 100), 100, 'a'));  // merged: stdout, then stderr
+  CHECK(is_pattern(out.substr(3108), 100, 'A'));
+  CHECK(is_pattern(err.substr(0, 2000), 2000, 'A'));
+  CHECK(err.substr(2000) == "said on stderr");
 }
 
 TEST_CASE("commands: a timeout kills the command and its grandchild", "[process]") {

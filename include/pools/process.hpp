@@ -40,6 +40,13 @@ struct ProcessOptions {
   std::chrono::nanoseconds kill_grace = std::chrono::seconds(2);
   /// Send stderr to the same pipe as stdout (result().stderr_text stays empty).
   bool merge_stderr = false;
+  /// Read the command's stdout and stderr into the result (wait_return() is
+  /// its stdout). Off: the command writes to this program's own stdout and
+  /// stderr (on a multiprocess or cluster pool, the worker's), as a shell
+  /// runs it: its output shows as it comes, the result's texts stay empty,
+  /// and its task ends when it exits, even if a process it left behind still
+  /// holds them open. merge_stderr then sends its stderr to our stdout.
+  bool capture_output = true;
   /// Keep at most this many bytes of each stream (the rest is read and
   /// dropped, and the result says it was truncated); zero: keep everything.
   std::size_t max_output = 0;

@@ -238,15 +238,20 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd, bool normal_policy) 
   if (exe.empty()) return out;
 
   Fd out_w, err_w, in_r, error_r, error_w;
-  if (!make_pipe(out.out, out_w) || (!o.merge_stderr && !make_pipe(out.err, err_w)) ||
+  const bool capture = o.capture_output;
+  if ((capture && !make_pipe(out.out, out_w)) || (capture && !o.merge_stderr && !make_pipe(out.err, err_w)) ||
       (o.stdin_text && !make_pipe(in_r, out.in)) ||
       (vfork_may_be_fork && !make_pipe(error_r, error_w))) {
     out.error = fmt::format("cannot make a pipe: {}", std::strerror(errno));
     return out;
   }
   // Our read ends never block (Job::read reads until EAGAIN); the child's ends do.
-  ::fcntl(out.out.fd, F_SETFL, O_NONBLOCK);
+  if (out.out.fd >= 0) ::fcntl(out.out.fd, F_SETFL, O_NONBLOCK);
   if (out.err.fd >= 0) ::fcntl(out.err.fd, F_SETFL, O_NONBLOCK);
+  // Not captured: our own stdout and stderr, or /dev/null where we have none.
+  auto own = [null_fd](int fd) { return ::fcntl(fd, F_GETFD) >= 0 ? fd : null_fd; };
+  const int child_out = capture ? out_w.fd : own(STDOUT_FILENO);
+  const int child_err = o.merge_stderr ? child_out : capture ? err_w.fd : own(STDERR_FILENO);
   std::vector<std::string> argv_strings = spec.argv;
   std::vector<char*> argv = pointers_to(argv_strings);
   std::vector<std::string> env_strings = child_environment(o);
@@ -258,8 +263,8 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd, bool normal_policy) 
   setup.envp = env_strings.empty() && !o.replace_env ? environ : envp.data();
   setup.cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
   setup.stdin_fd = o.stdin_text ? in_r.fd : null_fd;
-  setup.stdout_fd = out_w.fd;
-  setup.stderr_fd = o.merge_stderr ? out_w.fd : err_w.fd;
+  setup.stdout_fd = child_out;
+  setup.stderr_fd = child_err;
   setup.error_fd = error_w.fd;
   setup.parent = ::getpid();
   setup.normal_policy = normal_policy;

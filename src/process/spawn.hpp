@@ -42,7 +42,8 @@ bool make_pipe(Fd& read_end, Fd& write_end);
 // A child that was started, or why it was not.
 struct Spawned {
   pid_t pid = -1;
-  Fd out, err, in;  // our ends; err closed with merge_stderr, in without stdin_text
+  Fd out, err, in;  // our ends; none without capture_output, err none with merge_stderr,
+                    // in none without stdin_text
   std::string error;
   std::chrono::system_clock::time_point started;
   std::chrono::steady_clock::time_point spawned;

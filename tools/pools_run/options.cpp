@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <utility>
 
 #include "command_template.hpp"
 #include "input.hpp"
@@ -126,14 +127,14 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
       {"--jobs", "-j"}, {"-P", "-j"}, {"--max-procs", "-j"}, {"--halt-on-error", "--halt"},
       {"--jl", "--joblog"}, {"--res", "--results"}, {"--arg-file", "-a"}, {"-C", "--colsep"},
       {"--delimiter", "-d"}, {"-0", "--null"}, {"--max-replace-args", "-N"}, {"--max-args", "-n"},
-      {"--eta", "--bar"}, {"--progress", "--bar"},
+      {"--eta", "--bar"}, {"--progress", "--bar"}, {"-u", "--ungroup"},
       {"-k", "--keep-order"}, {"-h", "--help"}, {"-V", "--version"}, {"--dryrun", "--dry-run"}};
   const std::map<std::string, bool*> flags = {
       {"--keep-order", &o.keep_order}, {"--tag", &o.tag},     {"--resume", &o.resume},
       {"--resume-failed", &o.resume_failed}, {"--dry-run", &o.dry_run}, {"--bar", &o.bar},
       {"--help", &o.help},          {"--version", &o.version},
       {"--transmit", &o.transmit},  {"--worker", &o.worker},   {"--process", &o.process},
-      {"--null", &null_delimiter}};
+      {"--null", &null_delimiter}, {"--ungroup", &o.ungroup}};
   bool ignored = false;
   const std::map<std::string, bool*> accepted_and_ignored = {
       {"--will-cite", &ignored}, {"--no-notice", &ignored}};
@@ -223,6 +224,15 @@ Options parse_options(const std::vector<std::string>& args, std::size_t cores) {
     throw UsageError(group_option + " needs --group TEMPLATE");
   if (!o.group.empty() && (o.transmit || o.worker || o.process))
     throw UsageError("--group does not work with job streams (--transmit, --worker, --process) yet");
+  if (o.ungroup) {
+    // Their output is not ours to hold, order, tag or save.
+    const std::pair<bool, const char*> conflicts[] = {
+        {o.keep_order, "-k"}, {o.tag, "--tag"}, {!o.results.empty(), "--results"},
+        {o.transmit || o.worker || o.process, "job streams"}};
+    for (auto [given, option] : conflicts)
+      if (given) throw UsageError(std::string("-u (--ungroup) does not go with ") + option +
+                                  ": the jobs' output goes straight to stdout and stderr");
+  }
   if (o.resume && o.resume_failed) o.resume = false;  // --resume-failed includes --resume
   if ((o.resume || o.resume_failed) && o.joblog.empty())
     throw UsageError(std::string(o.resume_failed ? "--resume-failed" : "--resume") +
@@ -264,6 +274,8 @@ Options:
   --halt WHEN,WHY=N  stop early: now,fail=N | soon,fail=N | now,success=N | soon,success=N
                      | now,done=N | soon,done=N (N may be a percentage: fail=10%)
   -k, --keep-order   print the outputs in input order (default: as jobs finish)
+  -u, --ungroup      jobs write straight to stdout and stderr as they run (not
+                     held until a job ends; lines of jobs may mix)
   --tag              prefix each output line with the arguments and a tab
   --joblog FILE      log every job in GNU parallel's joblog format (+FILE appends)
   --resume           skip the jobs the joblog lists (needs --joblog)

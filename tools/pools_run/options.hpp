@@ -39,6 +39,7 @@ struct Options {
   std::string results;  // --results DIR
   bool dry_run = false;
   bool bar = false;
+  bool ungroup = false;  // -u: jobs write straight to our stdout and stderr
   bool summary = true;  // --no-summary turns it off
   std::optional<std::string> colsep;
   std::string delimiter = "\n";  // of input records: -d DELIM, -0 (NUL)

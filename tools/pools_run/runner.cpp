@@ -354,6 +354,7 @@ private:
   pools::ProcessTask add_job(const Finished& job) {
     auto name = "job " + std::to_string(job.seq);
     auto options = job_process_options(opts_.timeout, opts_.retries, job.seq, job.slot);
+    options.capture_output = !opts_.ungroup;
     // A command the shell would only split into words runs without it: one exec, not two.
     auto words = words_without_shell(job.command);
     if (!groups_)

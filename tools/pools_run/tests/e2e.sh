@@ -164,6 +164,27 @@ test_output() {
   check "-k keeps input order" $'A\nB' "$out"
   check "--results: stdout file" "A" "$(cat res/1/stdout)"
   check "--results: command file" "$(printf '%s\n' "if [ B = A ]; then while [ ! -e res/2/command ]; do sleep 0.05; done; fi; echo B")" "$(cat res/2/command)"
+  # -u: a job's output shows while it runs (the job waits for the test to
+  # see it); without -u this would wait for ever (at most 120 s: a failure).
+  rm -f go ungrouped.out
+  "$P" -u --no-summary --joblog u.log 'echo ready {}; while [ ! -e go ]; do sleep 0.05; done; echo done {} >&2; exit 3' ::: 1 \
+    >ungrouped.out 2>ungrouped.err &
+  local upid=$! seen=no i
+  for i in $(seq 2400); do
+    if grep -q "ready 1" ungrouped.out 2>/dev/null; then seen=yes; break; fi
+    sleep 0.05
+  done
+  touch go
+  wait $upid
+  local urc=$?
+  check "-u: output shows while the job runs" "yes" "$seen"
+  check "-u: stdout and stderr are the job's own" "ready 1:done 1" "$(cat ungrouped.out):$(cat ungrouped.err)"
+  check "-u: exit status and joblog as usual" "1:3" "$urc:$(tail -n 1 u.log | cut -f 7)"
+  run -u -j2 'echo out {}; echo err {} >&2' ::: a b
+  check "-u: every job's output" $'out a\nout b:err a\nerr b' "$(sort <<<"$out"):$(sort <<<"$err")"
+  run -u -k echo ::: a
+  check "-u with -k: exit 255" "255" "$rc"
+  check_contains "-u with -k: says why" "-u (--ungroup) does not go with -k" "$err"
   run --results res2 'echo out {}; echo err {} >&2' ::: x
   check "--results: stderr file" "err x" "$(cat res2/1/stderr)"
   check "stderr of a job goes to stderr" "err x" "$err"

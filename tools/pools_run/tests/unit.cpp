@@ -271,6 +271,11 @@ TEST_CASE("options: values, forms and aliases") {
   CHECK(parse({"-j", "0"}).jobs == 0);
   CHECK(parse({"--jobs=3"}).jobs == 3);
   CHECK(parse({"-P", "5"}).jobs == 5);
+  CHECK(parse({"-u", "echo"}).ungroup);
+  CHECK(parse({"--ungroup", "echo"}).ungroup);
+  CHECK_THROWS_AS(parse({"-u", "-k", "echo"}), UsageError);
+  CHECK_THROWS_AS(parse({"-u", "--results", "r", "echo"}), UsageError);
+  CHECK_THROWS_AS(parse({"-u", "--worker"}), UsageError);
   CHECK(parse({"--eta"}).bar);
   CHECK(parse({"--progress"}).bar);
   CHECK(parse({"--help"}).help);
