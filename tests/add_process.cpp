@@ -591,14 +591,27 @@ TEST_CASE("commands: each command leads a process group of its own", "[process]"
 TEST_CASE("commands: a command inherits no descriptors beyond stdin, stdout and stderr",
           "[process]") {
   COMMAND_POOL("fds");
-  auto ours = pools_test::inheritable_fds();  // what any child of ours would get anyway
+  // A descriptor the program opened without O_CLOEXEC, as a library might.
+  const int leaky = ::open("/dev/null", O_RDONLY);
+  REQUIRE(leaky > 2);
+  const auto ours = pools_test::inheritable_fds();  // leaky among them
+  REQUIRE(ours.count(leaky) == 1);
   for (int i = 0; i < 3; ++i) {
     auto t = pool.add_process("fds", helper({"fds"}));
-    for (auto& line : lines_of(t.wait_return())) {
-      INFO("descriptor " << line << " open in the command");
-      CHECK(ours.count(std::stoi(line)) == 1);
-    }
+    CHECK(lines_of(t.wait_return()).empty());
   }
+  // close_fds off: what the program left inheritable reaches the command, and
+  // nothing of the pool's own.
+  pools::ProcessOptions inherit;
+  inherit.close_fds = false;
+  std::set<int> seen;
+  for (auto& line : lines_of(pool.add_process("fds", helper({"fds"}), inherit).wait_return())) {
+    INFO("descriptor " << line << " open in the command");
+    CHECK(ours.count(std::stoi(line)) == 1);
+    seen.insert(std::stoi(line));
+  }
+  CHECK(seen.count(leaky) == 1);
+  ::close(leaky);
 }
 
 TEST_CASE("commands: cancel() stops a running command and its grandchild", "[process]") {

@@ -47,6 +47,12 @@ struct ProcessOptions {
   /// and its task ends when it exits, even if a process it left behind still
   /// holds them open. merge_stderr then sends its stderr to our stdout.
   bool capture_output = true;
+  /// Close every descriptor beyond stdin, stdout and stderr in the command,
+  /// as Python's subprocess does: a socket or file the program opened
+  /// without O_CLOEXEC does not leak into (and is not held open by) its
+  /// commands. Off: the command inherits them, as with posix_spawn or a shell
+  /// (to pass a descriptor on). Kernels before Linux 5.11 inherit them anyway.
+  bool close_fds = true;
   /// Keep at most this many bytes of each stream (the rest is read and
   /// dropped, and the result says it was truncated); zero: keep everything.
   std::size_t max_output = 0;

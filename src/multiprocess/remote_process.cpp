@@ -11,7 +11,7 @@ namespace pools {
 template <class Archive>
 void serialize(Archive& ar, ProcessOptions& o) {
   ar(o.check, o.cwd, o.env, o.replace_env, o.stdin_text, o.timeout, o.kill_grace, o.merge_stderr,
-     o.max_output, o.retries, o.capture_output);
+     o.max_output, o.retries, o.capture_output, o.close_fds);
 }
 
 template <class Archive>

@@ -103,6 +103,7 @@ struct ChildSetup : bp::extend::handler {
   const char* cwd = nullptr;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1, error_fd = -1;
   bool normal_policy = false;  // the spawner runs SCHED_BATCH; the command must not
+  bool close_fds = true;       // every descriptor beyond 0-2 closes at exec
   pid_t parent = 0;
   // The pid Boost.Process gives up on when it reports an error (to reap it).
   pid_t failed_pid = -1;
@@ -141,6 +142,9 @@ struct ChildSetup : bp::extend::handler {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0)
       fail(ChildStep::dup2);
+    // Close-on-exec rather than closed: the error pipe must outlive a failed
+    // exec. One system call (Linux 5.11); an older kernel leaves them open.
+    if (close_fds) ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     if (cwd && ::chdir(cwd) != 0) fail(ChildStep::chdir);
     ::execve(exe, argv, envp);
     fail(ChildStep::exec);
@@ -268,6 +272,7 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd, bool normal_policy) 
   setup.error_fd = error_w.fd;
   setup.parent = ::getpid();
   setup.normal_policy = normal_policy;
+  setup.close_fds = o.close_fds;
 
   std::error_code ec;
   out.started = std::chrono::system_clock::now();
