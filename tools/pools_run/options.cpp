@@ -267,7 +267,8 @@ Input:
                      understood), for stdin, :::: and -a alike
 
 Options:
-  -j N               run N jobs at once (default: cores; +N, -N, N% of cores; 0: all)
+  -j N               run N jobs at once (default: cores); +2 and -2: cores plus or
+                     minus 2, 50%: half the cores, 0: all at once
   --pool KIND        process (default), thread, serial, multiprocess, cluster
   --timeout SECONDS  kill a job that runs longer (its whole process group)
   --retries N        run a failing job up to N times in all (as GNU parallel)
