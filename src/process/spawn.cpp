@@ -243,7 +243,7 @@ Spawned spawn_command(const ProcessSpec& spec, int null_fd, bool normal_policy) 
 
   Fd out_w, err_w, in_r, error_r, error_w;
   const bool capture = o.capture_output;
-  if ((capture && !make_pipe(out.out, out_w)) || (capture && !o.merge_stderr && !make_pipe(out.err, err_w)) ||
+  if ((capture && (!make_pipe(out.out, out_w) || (!o.merge_stderr && !make_pipe(out.err, err_w)))) ||
       (o.stdin_text && !make_pipe(in_r, out.in)) ||
       (vfork_may_be_fork && !make_pipe(error_r, error_w))) {
     out.error = fmt::format("cannot make a pipe: {}", std::strerror(errno));

@@ -299,7 +299,6 @@ pools::ProcessOptions job_process_options(std::chrono::nanoseconds timeout, unsi
   return po;
 }
 
-
 namespace {
 
 /// A local run: submits the jobs to the pool, at most slots_ at once.

@@ -88,7 +88,6 @@ private:
 pools::ProcessOptions job_process_options(std::chrono::nanoseconds timeout, unsigned retries,
                                           std::uint64_t seq, std::size_t slot = 0);
 
-
 /// Prints the commands that would run (--dry-run); returns the exit status.
 int print_dry_run(const Options& opts, const Product& jobs, const CommandTemplate& tmpl,
                   const JoblogState& done);
